@@ -1,0 +1,271 @@
+"""Every message framecast puts on NATS, as frozen msgspec Structs with versioned tags.
+
+Schema rules (so older consumers survive newer producers): add fields only with defaults,
+never rename or retype one; a breaking change gets a new tag (``….v2``). Unknown fields are
+ignored when decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from .states import StreamState
+
+STREAM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+StreamId = Annotated[
+    str,
+    Meta(
+        pattern=STREAM_ID_PATTERN,
+        description="1-64 letters, digits, '_' or '-': a NATS token, a KV key and a MediaMTX path.",
+    ),
+]
+Dimension = Annotated[int, Meta(ge=16, le=7680, multiple_of=2, description="Even, 16-7680 px.")]
+Fps = Annotated[int, Meta(ge=1, le=240)]
+PixFmt = Literal["bgr24", "rgb24", "gray", "yuv420p"]
+Metadata = Annotated[
+    dict[str, str], Meta(max_properties=32, description="Free-form labels carried with events.")
+]
+ErrorCode = Literal["bad_request", "not_found", "conflict", "forbidden", "unavailable", "internal"]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every bus message: frozen, keyword-only, tagged by ``type``."""
+
+
+class VideoFormat(msgspec.Struct, frozen=True, kw_only=True):
+    width: Dimension
+    height: Dimension
+    fps: Fps = 30
+    pix_fmt: PixFmt = "bgr24"
+
+    @property
+    def frame_size(self) -> int:
+        """Bytes in one raw frame of this format."""
+        pixels = self.width * self.height
+        return {"bgr24": 3 * pixels, "rgb24": 3 * pixels, "gray": pixels}.get(
+            self.pix_fmt, pixels * 3 // 2
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The numpy shape of one frame of this format."""
+        if self.pix_fmt in ("bgr24", "rgb24"):
+            return (self.height, self.width, 3)
+        if self.pix_fmt == "gray":
+            return (self.height, self.width)
+        return (self.height * 3 // 2, self.width)
+
+
+# ----- where frames come from -------------------------------------------------------------
+
+
+class Source(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Base of the frame sources a capture instance can run."""
+
+
+class TestPatternSource(Source, tag="testpattern"):
+    """Moving content with the frame number and wall-clock time encoded in pixel blocks."""
+
+
+class FileSource(Source, tag="file"):
+    path: str
+    loop: bool = True
+
+
+class UrlSource(Source, tag="url"):
+    """An RTSP or HTTP camera. The URL may hold credentials: it is never logged or published."""
+
+    url: str
+
+
+class DeviceSource(Source, tag="device"):
+    device: str = "/dev/video0"
+
+
+class SdkSource(Source, tag="sdk"):
+    """Frames pushed by a program through ``framecast.capture.open``."""
+
+
+AnySource = TestPatternSource | FileSource | UrlSource | DeviceSource | SdkSource
+
+
+# ----- how frames travel from capture to encoder ------------------------------------------
+
+
+class Transport(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Base of the frame transports between capture and encoder."""
+
+
+class ShmTransport(Transport, tag="shm"):
+    """A shared-memory ring on the same host; ``name`` is the POSIX shm segment name."""
+
+    name: str
+    slots: int
+
+
+class NatsTransport(Transport, tag="nats"):
+    """One NATS message per frame, on ``subjects.frames(stream_id)``."""
+
+    subject: str
+
+
+AnyTransport = ShmTransport | NatsTransport
+TransportKind = Literal["shm", "nats"]
+
+
+# ----- control: start and stop ------------------------------------------------------------
+
+
+class StartStream(Message, tag="framecast.control.start.v1"):
+    stream_id: StreamId
+    source: AnySource
+    format: VideoFormat
+    transport: TransportKind = "shm"
+    metadata: Metadata = {}
+
+
+class StopStream(Message, tag="framecast.control.stop.v1"):
+    stream_id: StreamId
+    reason: str = "stop requested"
+
+
+class Rejected(Message, tag="framecast.reply.rejected.v1"):
+    """A request that was refused; ``message`` is meant for the person who asked."""
+
+    code: ErrorCode
+    message: str
+
+
+# ----- state --------------------------------------------------------------------------------
+
+
+class StreamRecord(Message, tag="framecast.stream.state.v1"):
+    """The current state of one stream, as kept in the state KV bucket."""
+
+    stream_id: StreamId
+    state: StreamState
+    reason: str = ""
+    since: float = 0.0
+    updated_at: float = 0.0
+    source: AnySource | None = None
+    format: VideoFormat | None = None
+    transport: TransportKind | None = None
+    capture_id: str = ""
+    encoder_id: str = ""
+    encoder_kind: str = ""
+    metadata: Metadata = {}
+
+
+class StreamTransition(Message, tag="framecast.stream.transition.v1"):
+    """One accepted lifecycle move, appended to the events stream."""
+
+    stream_id: StreamId
+    previous: StreamState | None
+    state: StreamState
+    reason: str = ""
+    actor: str = ""
+    at: float
+    revision: int = 0
+    encoder_id: str = ""
+    encoder_kind: str = ""
+    metadata: Metadata = {}
+
+
+class Accepted(Message, tag="framecast.reply.accepted.v1"):
+    stream: StreamRecord
+
+
+# ----- capture <-> encoder ------------------------------------------------------------------
+
+
+class StreamAnnounce(Message, tag="framecast.encoder.announce.v1"):
+    """A producer asking the encoder queue group to take a stream."""
+
+    stream_id: StreamId
+    format: VideoFormat
+    transport: AnyTransport
+    capture_id: str
+    metadata: Metadata = {}
+
+
+class ClaimAccepted(Message, tag="framecast.encoder.claimed.v1"):
+    encoder_id: str
+    encoder_kind: str
+
+
+class EncoderHeartbeat(Message, tag="framecast.encoder.heartbeat.v1"):
+    encoder_id: str
+    streams: list[str] = []
+    capacity: int
+    active: int
+    hw_sessions_left: int | None = None
+    at: float
+
+
+class StreamEnd(Message, tag="framecast.stream.end.v1"):
+    """The producer has finished (or is gone): the encoder should stop."""
+
+    stream_id: StreamId
+    reason: str = ""
+
+
+class StreamStats(Message, tag="framecast.stream.stats.v1"):
+    stream_id: StreamId
+    encoder_id: str
+    encoder_kind: str = ""
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    repeated: int = 0
+    restarts: int = 0
+    fps_in: float = 0.0
+    fps_out: float = 0.0
+    bitrate_kbps: float = 0.0
+    speed: float = 0.0
+    at: float
+
+
+# ----- auth ----------------------------------------------------------------------------------
+
+
+class TokenRequest(Message, tag="framecast.auth.token.request.v1"):
+    """A service asking the auth service for a MediaMTX token for one stream."""
+
+    role: Literal["viewer", "publisher"]
+    stream_id: StreamId
+    ttl_s: Annotated[int, Meta(ge=10, le=86400)] | None = None
+    subject: str = ""
+
+
+class TokenIssued(Message, tag="framecast.auth.token.issued.v1"):
+    """A signed token. It is a secret: never log this message."""
+
+    token: str
+    expires_at: float
+    kid: str
+
+
+class AuthDecision(Message, tag="framecast.auth.decision.v1"):
+    """One answer of the MediaMTX auth hook, for the audit trail (never carries the token)."""
+
+    at: float
+    action: str
+    path: str
+    protocol: str
+    ip: str
+    allowed: bool
+    reason: str
+    subject: str = ""
+    jti: str = ""
+
+
+# ----- one union per subject (what a subscriber decodes) --------------------------------------
+
+StartReply = Accepted | Rejected
+StopReply = Accepted | Rejected
+ClaimReply = ClaimAccepted | Rejected
+TokenReply = TokenIssued | Rejected

@@ -1,0 +1,70 @@
+"""Every NATS subject framecast uses, in one place, so no other module spells one out.
+
+Per-stream subjects put the stream id in one token; stream ids are restricted (see
+``messages.STREAM_ID_PATTERN``) so that an id is always a single valid subject token, a valid
+JetStream KV key and a valid MediaMTX path.
+"""
+
+from __future__ import annotations
+
+PREFIX = "framecast"
+
+# Control plane: requests to start and stop streams (answered by a capture instance).
+STREAM_START = f"{PREFIX}.control.stream.start"
+STREAM_STOP = f"{PREFIX}.control.stream.stop"
+CAPTURE_QUEUE = "capture"
+
+# Encoders claim announced streams through a queue group: one member answers each announce.
+ENCODER_CLAIM = f"{PREFIX}.encoder.claim"
+ENCODER_QUEUE = "encoders"
+ENCODER_HEARTBEAT_ALL = f"{PREFIX}.encoder.heartbeat.*"
+
+# Auth: token issuance (request/reply) and the audit trail of every hook decision.
+AUTH_TOKEN_ISSUE = f"{PREFIX}.auth.token.issue"
+AUTH_QUEUE = "auth"
+AUTH_AUDIT = f"{PREFIX}.auth.audit"
+
+# Lifecycle history: every accepted state transition is published here and kept by JetStream.
+EVENTS_STREAM = "FRAMECAST_EVENTS"
+EVENTS_ALL = f"{PREFIX}.events.stream.*"
+
+# Current state of every stream: a JetStream key-value bucket keyed by stream id.
+STATE_BUCKET = "framecast_streams"
+
+# Per-stream frame and status subjects, wildcard forms for subscribers of every stream.
+STATS_ALL = f"{PREFIX}.stream.*.stats"
+
+
+def events(stream_id: str) -> str:
+    """Lifecycle transitions of one stream (persisted in ``EVENTS_STREAM``)."""
+    return f"{PREFIX}.events.stream.{stream_id}"
+
+
+def frames(stream_id: str) -> str:
+    """Raw frames of one stream when it uses the NATS transport (one message per frame)."""
+    return f"{PREFIX}.stream.{stream_id}.frames"
+
+
+def stream_control(stream_id: str) -> str:
+    """Messages to whoever currently encodes one stream (end of stream, producer gone)."""
+    return f"{PREFIX}.stream.{stream_id}.control"
+
+
+def stats(stream_id: str) -> str:
+    """Periodic encoder statistics of one stream."""
+    return f"{PREFIX}.stream.{stream_id}.stats"
+
+
+def encoder_heartbeat(encoder_id: str) -> str:
+    """Liveness and capacity of one encoder instance."""
+    return f"{PREFIX}.encoder.heartbeat.{encoder_id}"
+
+
+def stream_id_of(subject: str) -> str:
+    """The stream id token of a per-stream subject (``framecast.<kind>.stream.<id>...``)."""
+    tokens = subject.split(".")
+    if len(tokens) >= 4 and tokens[1] == "events":
+        return tokens[3]
+    if len(tokens) >= 3 and tokens[1] == "stream":
+        return tokens[2]
+    raise ValueError(f"{subject!r} is not a per-stream subject")
