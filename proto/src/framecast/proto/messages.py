@@ -27,7 +27,7 @@ Dimension = Annotated[int, Meta(ge=16, le=7680, multiple_of=2, description="Even
 Fps = Annotated[int, Meta(ge=1, le=240)]
 PixFmt = Literal["bgr24", "rgb24", "gray", "yuv420p"]
 Metadata = Annotated[
-    dict[str, str], Meta(max_properties=32, description="Free-form labels carried with events.")
+    dict[str, str], Meta(max_length=32, description="Free-form labels carried with events.")
 ]
 ErrorCode = Literal["bad_request", "not_found", "conflict", "forbidden", "unavailable", "internal"]
 
@@ -67,26 +67,26 @@ class Source(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Base of the frame sources a capture instance can run."""
 
 
-class TestPatternSource(Source, tag="testpattern"):
+class TestPatternSource(Source, kw_only=True, tag="testpattern"):
     """Moving content with the frame number and wall-clock time encoded in pixel blocks."""
 
 
-class FileSource(Source, tag="file"):
+class FileSource(Source, kw_only=True, tag="file"):
     path: str
     loop: bool = True
 
 
-class UrlSource(Source, tag="url"):
+class UrlSource(Source, kw_only=True, tag="url"):
     """An RTSP or HTTP camera. The URL may hold credentials: it is never logged or published."""
 
     url: str
 
 
-class DeviceSource(Source, tag="device"):
+class DeviceSource(Source, kw_only=True, tag="device"):
     device: str = "/dev/video0"
 
 
-class SdkSource(Source, tag="sdk"):
+class SdkSource(Source, kw_only=True, tag="sdk"):
     """Frames pushed by a program through ``framecast.capture.open``."""
 
 
@@ -100,14 +100,14 @@ class Transport(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Base of the frame transports between capture and encoder."""
 
 
-class ShmTransport(Transport, tag="shm"):
+class ShmTransport(Transport, kw_only=True, tag="shm"):
     """A shared-memory ring on the same host; ``name`` is the POSIX shm segment name."""
 
     name: str
     slots: int
 
 
-class NatsTransport(Transport, tag="nats"):
+class NatsTransport(Transport, kw_only=True, tag="nats"):
     """One NATS message per frame, on ``subjects.frames(stream_id)``."""
 
     subject: str
@@ -120,7 +120,7 @@ TransportKind = Literal["shm", "nats"]
 # ----- control: start and stop ------------------------------------------------------------
 
 
-class StartStream(Message, tag="framecast.control.start.v1"):
+class StartStream(Message, kw_only=True, tag="framecast.control.start.v1"):
     stream_id: StreamId
     source: AnySource
     format: VideoFormat
@@ -128,12 +128,12 @@ class StartStream(Message, tag="framecast.control.start.v1"):
     metadata: Metadata = {}
 
 
-class StopStream(Message, tag="framecast.control.stop.v1"):
+class StopStream(Message, kw_only=True, tag="framecast.control.stop.v1"):
     stream_id: StreamId
     reason: str = "stop requested"
 
 
-class Rejected(Message, tag="framecast.reply.rejected.v1"):
+class Rejected(Message, kw_only=True, tag="framecast.reply.rejected.v1"):
     """A request that was refused; ``message`` is meant for the person who asked."""
 
     code: ErrorCode
@@ -143,7 +143,7 @@ class Rejected(Message, tag="framecast.reply.rejected.v1"):
 # ----- state --------------------------------------------------------------------------------
 
 
-class StreamRecord(Message, tag="framecast.stream.state.v1"):
+class StreamRecord(Message, kw_only=True, tag="framecast.stream.state.v1"):
     """The current state of one stream, as kept in the state KV bucket."""
 
     stream_id: StreamId
@@ -160,7 +160,7 @@ class StreamRecord(Message, tag="framecast.stream.state.v1"):
     metadata: Metadata = {}
 
 
-class StreamTransition(Message, tag="framecast.stream.transition.v1"):
+class StreamTransition(Message, kw_only=True, tag="framecast.stream.transition.v1"):
     """One accepted lifecycle move, appended to the events stream."""
 
     stream_id: StreamId
@@ -175,14 +175,14 @@ class StreamTransition(Message, tag="framecast.stream.transition.v1"):
     metadata: Metadata = {}
 
 
-class Accepted(Message, tag="framecast.reply.accepted.v1"):
+class Accepted(Message, kw_only=True, tag="framecast.reply.accepted.v1"):
     stream: StreamRecord
 
 
 # ----- capture <-> encoder ------------------------------------------------------------------
 
 
-class StreamAnnounce(Message, tag="framecast.encoder.announce.v1"):
+class StreamAnnounce(Message, kw_only=True, tag="framecast.encoder.announce.v1"):
     """A producer asking the encoder queue group to take a stream."""
 
     stream_id: StreamId
@@ -192,12 +192,12 @@ class StreamAnnounce(Message, tag="framecast.encoder.announce.v1"):
     metadata: Metadata = {}
 
 
-class ClaimAccepted(Message, tag="framecast.encoder.claimed.v1"):
+class ClaimAccepted(Message, kw_only=True, tag="framecast.encoder.claimed.v1"):
     encoder_id: str
     encoder_kind: str
 
 
-class EncoderHeartbeat(Message, tag="framecast.encoder.heartbeat.v1"):
+class EncoderHeartbeat(Message, kw_only=True, tag="framecast.encoder.heartbeat.v1"):
     encoder_id: str
     streams: list[str] = []
     capacity: int
@@ -206,14 +206,14 @@ class EncoderHeartbeat(Message, tag="framecast.encoder.heartbeat.v1"):
     at: float
 
 
-class StreamEnd(Message, tag="framecast.stream.end.v1"):
+class StreamEnd(Message, kw_only=True, tag="framecast.stream.end.v1"):
     """The producer has finished (or is gone): the encoder should stop."""
 
     stream_id: StreamId
     reason: str = ""
 
 
-class StreamStats(Message, tag="framecast.stream.stats.v1"):
+class StreamStats(Message, kw_only=True, tag="framecast.stream.stats.v1"):
     stream_id: StreamId
     encoder_id: str
     encoder_kind: str = ""
@@ -232,7 +232,7 @@ class StreamStats(Message, tag="framecast.stream.stats.v1"):
 # ----- auth ----------------------------------------------------------------------------------
 
 
-class TokenRequest(Message, tag="framecast.auth.token.request.v1"):
+class TokenRequest(Message, kw_only=True, tag="framecast.auth.token.request.v1"):
     """A service asking the auth service for a MediaMTX token for one stream."""
 
     role: Literal["viewer", "publisher"]
@@ -241,7 +241,7 @@ class TokenRequest(Message, tag="framecast.auth.token.request.v1"):
     subject: str = ""
 
 
-class TokenIssued(Message, tag="framecast.auth.token.issued.v1"):
+class TokenIssued(Message, kw_only=True, tag="framecast.auth.token.issued.v1"):
     """A signed token. It is a secret: never log this message."""
 
     token: str
@@ -249,7 +249,7 @@ class TokenIssued(Message, tag="framecast.auth.token.issued.v1"):
     kid: str
 
 
-class AuthDecision(Message, tag="framecast.auth.decision.v1"):
+class AuthDecision(Message, kw_only=True, tag="framecast.auth.decision.v1"):
     """One answer of the MediaMTX auth hook, for the audit trail (never carries the token)."""
 
     at: float
