@@ -6,8 +6,6 @@ import asyncio
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -16,15 +14,6 @@ from framecast.proto.bus import Bus
 from framecast.proto.errors import NatsUnavailable, NoResponders, RequestRejected
 from framecast.proto.messages import Accepted, Rejected, StopStream, StreamEnd, StreamRecord
 from framecast.proto.states import StreamState
-
-
-@pytest.fixture(scope="session")
-def spans() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return exporter
 
 
 async def test_request_reply_round_trip(bus: Bus, stream_id: str) -> None:

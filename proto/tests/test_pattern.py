@@ -106,7 +106,7 @@ def test_too_small_frames_are_refused(width: int, height: int) -> None:
 
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="pix_fmt 'nv12'"):
-        TestPattern(640, 360, "nv12")
+        TestPattern(640, 360, "nv12")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="HxWx3 or HxW uint8"):
         read_stamp(np.zeros((360, 640, 4), np.uint8))
     with pytest.raises(ValueError, match="HxWx3 or HxW uint8"):

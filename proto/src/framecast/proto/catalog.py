@@ -53,8 +53,9 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("encoderHeartbeat", subjects.encoder_heartbeat("{encoder_id}"), (EncoderHeartbeat,),
             "Liveness and capacity of one encoder instance, about once a second.",
             "encoder", "capture, gateway"),
-    Channel("streamControl", subjects.stream_control(STREAM), (StreamEnd,),
-            "Tells the encoder of a stream that the producer has finished.", "capture", "encoder"),
+    Channel("streamControl", subjects.stream_control(STREAM), (StopStream, StreamEnd),
+            "Per-stream control: StopStream tells the producer to stop; StreamEnd tells the encoder "
+            "that the producer has finished.", "capture", "capture (service and SDK), encoder"),
     Channel("streamFrames", subjects.frames(STREAM), (),
             "Raw frames of a stream on the NATS transport: the payload is the frame's bytes, "
             "headers Framecast-Seq and Framecast-Timestamp-Ns.", "capture", "encoder"),

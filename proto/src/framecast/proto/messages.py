@@ -233,10 +233,11 @@ class StreamStats(Message, kw_only=True, tag="framecast.stream.stats.v1"):
 
 
 class TokenRequest(Message, kw_only=True, tag="framecast.auth.token.request.v1"):
-    """A service asking the auth service for a MediaMTX token for one stream."""
+    """A service asking the auth service for a MediaMTX token: for one stream (viewer,
+    publisher), or for MediaMTX's control API (service, no stream)."""
 
-    role: Literal["viewer", "publisher"]
-    stream_id: StreamId
+    role: Literal["viewer", "publisher", "service"]
+    stream_id: StreamId | None = None
     ttl_s: Annotated[int, Meta(ge=10, le=86400)] | None = None
     subject: str = ""
 
@@ -269,3 +270,4 @@ StartReply = Accepted | Rejected
 StopReply = Accepted | Rejected
 ClaimReply = ClaimAccepted | Rejected
 TokenReply = TokenIssued | Rejected
+StreamControl = StopStream | StreamEnd

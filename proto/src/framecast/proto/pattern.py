@@ -36,9 +36,11 @@ of picture below them). A yuv420p frame can be read from its Y plane or from the
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import numpy as np
+
+from .messages import PixFmt
 
 WHITE = 235
 BLACK = 16
@@ -46,7 +48,7 @@ THRESHOLD = (WHITE + BLACK) / 2
 GRID_ROWS = 4
 GRID_COLUMNS = 32
 PAYLOAD_BITS = 48
-PIX_FMTS = ("bgr24", "rgb24", "gray", "yuv420p")
+PIX_FMTS: tuple[str, ...] = get_args(PixFmt)
 
 _PAYLOAD_LIMIT = 1 << PAYLOAD_BITS
 _RAMP_PERIOD = 256  # px; the diagonal ramp repeats every period, so a scroll wraps seamlessly
@@ -160,7 +162,7 @@ class TestPattern:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, width: int, height: int, pix_fmt: str = "bgr24") -> None:
+    def __init__(self, width: int, height: int, pix_fmt: PixFmt = "bgr24") -> None:
         if pix_fmt not in PIX_FMTS:
             raise ValueError(f"pix_fmt {pix_fmt!r} is not one of {', '.join(PIX_FMTS)}")
         if pix_fmt == "yuv420p" and (width % 2 or height % 2):

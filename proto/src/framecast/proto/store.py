@@ -163,6 +163,23 @@ class StateStore:
             except (KeyWrongLastSequenceError, BadRequestError):
                 await asyncio.sleep(0)
 
+    async def watch(self, stream_id: str | None = None) -> AsyncIterator[tuple[str, StreamRecord | None]]:
+        """Current records first, then every change, as ``(stream_id, record)``; ``None`` = deleted."""
+        watcher = await (self.kv.watch(stream_id) if stream_id else self.kv.watchall())
+        try:
+            async for entry in watcher:
+                if entry is None:  # nats-py's marker for "initial values delivered"
+                    continue
+                if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+                    yield entry.key, None
+                    continue
+                try:
+                    yield entry.key, codec.decode(subjects.STATE_BUCKET, entry.value, StreamRecord)
+                except codec.MessageDecodeError as exc:
+                    log.warning("%s", exc)
+        finally:
+            await watcher.stop()
+
     async def history(
         self, stream_id: str | None = None, *, after: int = 0
     ) -> AsyncIterator[tuple[int, StreamTransition]]:

@@ -46,7 +46,7 @@ def frames(stream_id: str) -> str:
 
 
 def stream_control(stream_id: str) -> str:
-    """Messages to whoever currently encodes one stream (end of stream, producer gone)."""
+    """Per-stream control: stop requests to its producer, end of stream to its encoder."""
     return f"{PREFIX}.stream.{stream_id}.control"
 
 

@@ -1,0 +1,1 @@
+"""framecast auth: every MediaMTX access decision, the JWT signing keys, the JWKS and token issuance."""

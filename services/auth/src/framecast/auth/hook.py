@@ -1,0 +1,168 @@
+"""The MediaMTX HTTP auth hook: the request as MediaMTX sends it, and the access decision.
+
+Why: with ``authMethod: http`` every publish, read, playback and control-API access is one
+POST of this JSON (MEDIAMTX.md §1.2), and MediaMTX does not hand over the credentials the way
+a JWT check wants them (§0.2, §0.3, §1.6):
+
+- ``token`` is the Bearer token, else the *password*, else (RTSP/RTMP only) a ``token=`` or
+  ``jwt=`` query parameter; so a JWT given as an RTSP password arrives in ``token`` too.
+- For HLS and WebRTC a ``?token=`` never reaches ``token``: we parse ``query`` ourselves, with
+  MediaMTX's rule (``token`` if it appears exactly once, else ``jwt`` if exactly once). HLS
+  session creation re-encodes the query with sorted keys; parsing does not care.
+- The first RTSP attempt carries no credentials at all. It must be denied: that denial is
+  what makes MediaMTX send the 401 challenge after which the client sends its credentials.
+- ``api``, ``metrics`` and ``pprof`` come with an empty path and are granted only by tokens
+  whose permissions name them, which only ``TokenIssuer.issue_service`` writes.
+
+The decision never carries the token, password or query, and neither does ``repr()`` of
+the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from framecast.proto.messages import AuthDecision
+
+from .ratelimit import FailureLimiter
+from .tokens import ACTIONS, TokenError, TokenErrorReason, TokenVerifier
+
+DecisionReason = (
+    Literal["ok", "no_credentials", "unknown_action", "rate_limited", "forbidden", "internal_error"]
+    | TokenErrorReason
+)
+RevocationCheck = Callable[[str], bool]
+"""``is_revoked(jti)``: answered from an in-memory mirror, so it is cheap and synchronous."""
+
+_AUDIT_FIELD_MAX = 512
+_QUERY_FIELDS_MAX = 100
+
+
+class HookRequestError(ValueError):
+    """The body is not a MediaMTX hook request; ``detail`` names the field, never its value."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class HookRequest(msgspec.Struct, frozen=True, kw_only=True, rename={"user_agent": "userAgent"}):
+    """The JSON MediaMTX posts (§1.2). Fields added in later versions default to empty:
+    ``token`` arrived in v1.12.3, ``userAgent`` in v1.19.0. Unknown fields are ignored."""
+
+    ip: str
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    action: str
+    path: str = ""
+    protocol: str = ""
+    id: str | None = None
+    query: str = ""
+    user_agent: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"HookRequest(ip={self.ip!r}, action={self.action!r}, path={self.path!r}, "
+            f"protocol={self.protocol!r}, id={self.id!r}, user={self.user!r}, "
+            f"credentials={'yes' if self.password or self.token or self.query else 'no'})"
+        )
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """An answer of the hook: ``subject`` and ``jti`` are set once a token was verified."""
+
+    allowed: bool
+    reason: DecisionReason
+    subject: str = ""
+    jti: str = ""
+
+
+_decoder = msgspec.json.Decoder(HookRequest)
+
+
+def decode_request(body: bytes) -> HookRequest:
+    """Parse a hook body; raises ``HookRequestError`` for anything MediaMTX would not send."""
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise HookRequestError(f"invalid hook request: {exc}") from None
+    except msgspec.DecodeError:
+        raise HookRequestError("body is not JSON") from None
+
+
+def extract_token(request: HookRequest) -> str:
+    """The credential to verify: ``token``, else ``password`` (MediaMTX before v1.12.3), else
+    the query's ``token``/``jwt`` parameter. Empty when the client sent nothing."""
+    return request.token or request.password or query_token(request.query)
+
+
+def query_token(query: str) -> str:
+    """``token`` if it appears exactly once, else ``jwt`` if it does; else empty (MediaMTX's rule)."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=_QUERY_FIELDS_MAX)
+    except ValueError:
+        return ""
+    for name in ("token", "jwt"):
+        values = [value for key, value in pairs if key == name]
+        if len(values) == 1:
+            return values[0]
+    return ""
+
+
+def decide(
+    request: HookRequest,
+    verifier: TokenVerifier,
+    is_revoked: RevocationCheck,
+    limiter: FailureLimiter | None = None,
+) -> Decision:
+    """Allow only a valid, unrevoked token whose permissions cover this action and path.
+
+    Failures other than a missing credential (the normal first RTSP attempt) and an unknown
+    action (MediaMTX's doing, not the client's) count against the client's IP.
+    """
+    if request.action not in ACTIONS:
+        return Decision(False, "unknown_action")
+    if limiter is not None and limiter.blocked(request.ip):
+        limiter.record_failure(request.ip)
+        return Decision(False, "rate_limited")
+    token = extract_token(request)
+    if not token:
+        return Decision(False, "no_credentials")
+    decision = _judge(request, token, verifier, is_revoked)
+    if limiter is not None and not decision.allowed:
+        limiter.record_failure(request.ip)
+    return decision
+
+
+def audit_record(request: HookRequest, decision: Decision, at: float) -> AuthDecision:
+    """The audit event for one decision: who, what, where and why; never a credential."""
+    return AuthDecision(
+        at=at,
+        action=request.action[:_AUDIT_FIELD_MAX],
+        path=request.path[:_AUDIT_FIELD_MAX],
+        protocol=request.protocol[:_AUDIT_FIELD_MAX],
+        ip=request.ip[:_AUDIT_FIELD_MAX],
+        allowed=decision.allowed,
+        reason=decision.reason,
+        subject=decision.subject,
+        jti=decision.jti,
+    )
+
+
+def _judge(
+    request: HookRequest, token: str, verifier: TokenVerifier, is_revoked: RevocationCheck
+) -> Decision:
+    try:
+        verified = verifier.verify(token)
+    except TokenError as exc:
+        return Decision(False, exc.reason)
+    if is_revoked(verified.jti):
+        return Decision(False, "revoked", verified.subject, verified.jti)
+    if not verified.grants(request.action, request.path):
+        return Decision(False, "forbidden", verified.subject, verified.jti)
+    return Decision(True, "ok", verified.subject, verified.jti)

@@ -1,0 +1,150 @@
+"""The auth service process: the hook and JWKS over HTTP, token issuance and audit over NATS.
+
+The HTTP app (app.py) decides; this module connects it to the rest of framecast: tokens are
+issued on ``framecast.auth.token.issue`` (queue group ``auth``, so instances share the load),
+every hook decision is published on ``framecast.auth.audit``, and revoked token ids are
+mirrored from a JetStream KV bucket so the hook checks them without a network round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from nats.aio.msg import Msg
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from framecast.proto import subjects
+from framecast.proto.bus import Bus
+from framecast.proto.errors import BusError
+from framecast.proto.http import http_server
+from framecast.proto.messages import AuthDecision, Rejected, TokenIssued, TokenRequest
+from framecast.proto.runtime import Runtime
+from framecast.proto.settings import Address, CommonSettings
+
+from .app import create_app
+from .keys import KeyStore
+from .ratelimit import FailureLimiter
+from .tokens import TokenIssuer, TokenRequestError, TokenVerifier
+
+log = logging.getLogger("framecast.auth")
+
+REVOKED_BUCKET = "framecast_revoked"
+MAINTAIN_EVERY_S = 300.0
+
+
+def default_key_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "framecast", "keys")
+
+
+class AuthSettings(CommonSettings, kw_only=True, frozen=True):
+    auth_addr: Address = "127.0.0.1:8081"
+    """Where the hook (POST /mediamtx/auth) and the JWKS (GET /.well-known/jwks.json) listen."""
+    auth_key_dir: str = ""
+    """Directory of the signing keys (0600 files); default ~/.local/state/framecast/keys."""
+    auth_issuer: str = "framecast"
+    """The ``iss`` of every token (MediaMTX's authJWTIssuer when it verifies them itself)."""
+    auth_audience: str = "mediamtx"
+    """The ``aud`` of every token (MediaMTX's authJWTAudience)."""
+
+
+class Revocations:
+    """An in-memory mirror of the revoked-jti bucket, kept current by a KV watch."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+        self.revoked: set[str] = set()
+        self.synced = asyncio.Event()
+
+    def __contains__(self, jti: str) -> bool:
+        return jti in self.revoked
+
+    async def follow(self) -> None:
+        watcher = await self.kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    self.synced.set()
+                    continue
+                if entry.operation in (KV_DEL, KV_PURGE):
+                    self.revoked.discard(entry.key)
+                else:
+                    self.revoked.add(entry.key)
+                self.synced.set()
+        finally:
+            await watcher.stop()
+
+
+async def revoked_bucket(bus: Bus) -> KeyValue:
+    """The revocation bucket; entries expire after the longest token lifetime."""
+    return await bus.js.create_key_value(bucket=REVOKED_BUCKET, history=1, ttl=86400 + 600,
+                                         description="framecast revoked token ids (jti)")
+
+
+class AuthService:
+    def __init__(self, runtime: Runtime[AuthSettings], bus: Bus, keystore: KeyStore) -> None:
+        self.runtime = runtime
+        self.bus = bus
+        self.keystore = keystore
+        settings = runtime.settings
+        self.issuer = TokenIssuer(keystore, settings.auth_issuer, settings.auth_audience)
+        self.verifier = TokenVerifier(keystore, settings.auth_issuer, settings.auth_audience)
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def on_issue(self, request: TokenRequest, _msg: Msg) -> TokenIssued | Rejected:
+        try:
+            issued = self.issuer.issue_for(request)
+        except TokenRequestError as exc:
+            return Rejected(code="bad_request", message=str(exc))
+        log.info("issued a %s token for %s", request.role, request.stream_id or "the API",
+                 extra={"stream_id": request.stream_id or "", "subject": request.subject, "kid": issued.kid})
+        return issued
+
+    def audit(self, decision: AuthDecision) -> None:
+        """Publish a decision without making the hook wait for NATS."""
+        task = asyncio.get_running_loop().create_task(self._publish_audit(decision))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _publish_audit(self, decision: AuthDecision) -> None:
+        with contextlib.suppress(BusError, OSError):
+            await self.bus.publish(subjects.AUTH_AUDIT, decision)
+
+    async def maintain_keys(self) -> None:
+        while True:
+            if (new := await asyncio.to_thread(self.keystore.maintain)) is not None:
+                log.info("rotated signing key: next key %s published", new.kid)
+            await asyncio.sleep(MAINTAIN_EVERY_S)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]:
+    settings = runtime.settings
+    keystore = KeyStore(Path(settings.auth_key_dir or default_key_dir()))
+    bus = await Bus.connect(settings.nats_url, client_id=runtime.instance)
+    try:
+        service = AuthService(runtime, bus, keystore)
+        revocations = Revocations(await revoked_bucket(bus))
+        runtime.spawn(revocations.follow(), "revocations")
+        runtime.spawn(service.maintain_keys(), "key-maintenance")
+        await asyncio.wait_for(revocations.synced.wait(), 10)
+        await bus.subscribe(subjects.AUTH_TOKEN_ISSUE, TokenRequest, service.on_issue, queue=subjects.AUTH_QUEUE)
+        app = create_app(keystore, service.verifier, revocations.__contains__, service.audit, FailureLimiter(),
+                         ready=lambda: bus.nc.is_connected)
+        async with http_server(app, settings.auth_addr, name="auth"):
+            log.info("auth hook on http://%s/mediamtx/auth, keys in %s", settings.auth_addr, keystore.directory)
+            yield service
+    finally:
+        await bus.close()
+
+
+async def revoke(bus: Bus, jti: str, expires_at: float | None = None) -> None:
+    """Deny token ``jti`` from now on (the hook checks every call against this list)."""
+    kv = await revoked_bucket(bus)
+    await kv.put(jti, str(expires_at or time.time() + 86400).encode())

@@ -1,0 +1,315 @@
+"""Issuing and verifying the JWTs that grant MediaMTX access, with MediaMTX's own claim.
+
+Why: one token format serves both auth modes. The claim ``mediamtx_permissions`` is what
+MediaMTX reads in ``authMethod: jwt`` (MEDIAMTX.md §2.2), and the verifier here applies the
+same permission rules (§2.3) in the HTTP hook, so a token means the same thing either way.
+
+The verifier is stricter than MediaMTX where that costs our own tokens nothing: only ES256,
+a known ``kid``, and ``exp``, ``sub`` and ``jti`` are required (MediaMTX accepts tokens
+without ``exp``; ``jti`` is what revocation keys on); ``crit`` and ``b64`` headers are refused.
+
+Path patterns follow MediaMTX exactly: empty matches any path, ``~`` introduces a regular
+expression searched anywhere in the path (anchor it with ``^…$``), anything else is an exact,
+case-sensitive comparison. Go's RE2 and Python's ``re`` differ; handled here: ``\\d``, ``\\w``,
+``\\s`` and ``\\b`` are ASCII-only as in RE2, and patterns using what RE2 rejects (lookaround,
+backreferences, conditionals, atomic groups) never match, as an invalid pattern never
+matches in MediaMTX (so, wrongly, does one with ``\\\\1``, an escaped backslash and a
+digit). Remaining differences (paths are ASCII, so they are rare): Python rejects RE2's ``\\z``,
+``\\pN``/``\\p{…}`` and ``(?<name>…)``, so such a pattern never matches here while it may in
+MediaMTX; ``[[:alpha:]]`` means something else to Python; possessive quantifiers are accepted
+here but rejected by RE2. Our issuer writes exact paths only.
+
+Actions match exactly: a ``read`` permission does not cover ``playback`` (MediaMTX takes the
+first permission whose action *equals* the request's), so viewer tokens carry both.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Literal, cast, get_args
+
+import jwt
+import msgspec
+from jwt.utils import base64url_decode
+
+from framecast.proto.messages import STREAM_ID_PATTERN, TokenIssued, TokenRequest
+
+from .keys import ALGORITHM, Clock, KeyStore
+
+Action = Literal["publish", "read", "playback", "api", "metrics", "pprof"]
+ACTIONS: frozenset[str] = frozenset(get_args(Action))
+"""Every action MediaMTX sends to the hook (``internal/conf/auth_action.go``)."""
+PATH_ACTIONS: frozenset[str] = frozenset({"publish", "read", "playback"})
+"""Actions whose permissions are checked against the path; for the others it is ignored."""
+SERVICE_ACTIONS: frozenset[str] = frozenset({"api", "metrics", "pprof"})
+
+TokenErrorReason = Literal[
+    "too_large",
+    "malformed",
+    "bad_algorithm",
+    "unknown_kid",
+    "bad_signature",
+    "missing_claim",
+    "wrong_issuer",
+    "wrong_audience",
+    "expired",
+    "not_yet_valid",
+    "revoked",
+]
+
+DEFAULT_VIEWER_TTL_S = 300
+DEFAULT_PUBLISHER_TTL_S = 3600
+"""Long enough for an encoder to restart FFmpeg without asking again; revocable by jti."""
+DEFAULT_SERVICE_TTL_S = 300
+DEFAULT_MAX_TOKEN_BYTES = 2048
+"""Our tokens are ~450-650 bytes; RTSP cannot carry more than ~1.9 KB anyway (§0.8)."""
+NBF_BACKDATE_S = 30
+"""``nbf`` is set this far in the past: MediaMTX validates it with zero leeway (§2.4)."""
+
+_STREAM_ID = re.compile(STREAM_ID_PATTERN)
+_RE2_UNSUPPORTED = re.compile(r"\(\?(?:[=!>(]|<[=!]|P=)|\\[1-9]")
+
+
+class TokenError(Exception):
+    """A token was refused; ``reason`` is machine-readable, ``detail`` is for logs (no secrets)."""
+
+    def __init__(self, reason: TokenErrorReason, detail: str = "") -> None:
+        self.reason: TokenErrorReason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class TokenRequestError(ValueError):
+    """A token cannot be issued as asked (bad stream id, ttl or action)."""
+
+
+class Permission(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One entry of ``mediamtx_permissions``; unknown fields invalidate the token, as in MediaMTX."""
+
+    action: Action
+    path: str = ""
+
+    def matches(self, action: str, path: str) -> bool:
+        """MediaMTX's rule: the action is equal and, for path actions, the path matches."""
+        if action != self.action:
+            return False
+        return action not in PATH_ACTIONS or path_matches(self.path, path)
+
+
+class VerifiedToken(msgspec.Struct, frozen=True, kw_only=True):
+    """The claims of a token whose signature, issuer, audience and times were checked."""
+
+    subject: str
+    jti: str
+    kid: str
+    expires_at: float
+    permissions: tuple[Permission, ...]
+
+    def grants(self, action: str, path: str) -> bool:
+        return any(p.matches(action, path) for p in self.permissions)
+
+
+def path_matches(pattern: str, path: str) -> bool:
+    """Whether a permission path admits ``path`` (MEDIAMTX.md §2.3)."""
+    if not pattern:
+        return True
+    if pattern.startswith("~"):
+        regex = _compile(pattern[1:])
+        return regex is not None and regex.search(path) is not None
+    return pattern == path
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(expression: str) -> re.Pattern[str] | None:
+    """The compiled pattern, or ``None`` where RE2 (hence MediaMTX) would reject it."""
+    if _RE2_UNSUPPORTED.search(expression):
+        return None
+    try:
+        return re.compile(expression, re.ASCII)
+    except re.error:
+        return None
+
+
+class _Header(msgspec.Struct, frozen=True):
+    alg: str
+    kid: str | None = None
+    crit: msgspec.Raw | None = None
+    b64: msgspec.Raw | None = None
+
+
+class _Claims(msgspec.Struct, frozen=True):
+    iss: str | None = None
+    aud: str | list[str] | None = None
+    sub: str = ""
+    jti: str = ""
+    exp: float | None = None
+    nbf: float | None = None
+    mediamtx_permissions: list[Permission] | str | None = None
+
+
+_header_decoder = msgspec.json.Decoder(_Header)
+_claims_decoder = msgspec.json.Decoder(_Claims)
+_permissions_decoder = msgspec.json.Decoder(list[Permission])
+
+
+class TokenIssuer:
+    """Signs viewer, publisher and service tokens with the key store's current key."""
+
+    def __init__(self, keystore: KeyStore, issuer: str, audience: str, clock: Clock = time.time) -> None:
+        self.keystore = keystore
+        self.issuer = issuer
+        self.audience = audience
+        self.clock = clock
+
+    def issue_viewer(self, stream_id: str, subject: str, ttl: int = DEFAULT_VIEWER_TTL_S) -> TokenIssued:
+        """Read (live) and playback (recordings) of one stream, nothing else."""
+        path = _stream_path(stream_id)
+        return self._issue(subject, ttl, (Permission("read", path), Permission("playback", path)))
+
+    def issue_publisher(
+        self, stream_id: str, subject: str, ttl: int = DEFAULT_PUBLISHER_TTL_S
+    ) -> TokenIssued:
+        """Publish to one stream, nothing else."""
+        return self._issue(subject, ttl, (Permission("publish", _stream_path(stream_id)),))
+
+    def issue_service(
+        self, subject: str, actions: Iterable[str] = ("api", "metrics"), ttl: int = DEFAULT_SERVICE_TTL_S
+    ) -> TokenIssued:
+        """MediaMTX's control API, metrics and/or pprof (their path is always empty)."""
+        wanted = tuple(dict.fromkeys(actions))
+        if not wanted or not set(wanted) <= SERVICE_ACTIONS:
+            raise TokenRequestError(f"service actions must be among {sorted(SERVICE_ACTIONS)}")
+        return self._issue(subject, ttl, tuple(Permission(cast(Action, a)) for a in wanted))
+
+    def issue_for(self, request: TokenRequest) -> TokenIssued:
+        """Answer a ``TokenRequest`` from the bus (the role picks the kind of token)."""
+        subject = request.subject or f"{request.role}:{request.stream_id or 'api'}"
+        if request.role == "service":
+            return self.issue_service(subject, ("api",), request.ttl_s or DEFAULT_SERVICE_TTL_S)
+        if request.stream_id is None:
+            raise TokenRequestError(f"a {request.role} token needs a stream_id")
+        if request.role == "viewer":
+            return self.issue_viewer(request.stream_id, subject, request.ttl_s or DEFAULT_VIEWER_TTL_S)
+        return self.issue_publisher(request.stream_id, subject, request.ttl_s or DEFAULT_PUBLISHER_TTL_S)
+
+    def _issue(self, subject: str, ttl: int, permissions: tuple[Permission, ...]) -> TokenIssued:
+        if not subject:
+            raise TokenRequestError("a token needs a subject")
+        if not 1 <= ttl <= self.keystore.max_token_ttl_s:
+            raise TokenRequestError(f"ttl must be 1-{self.keystore.max_token_ttl_s:g} s, not {ttl}")
+        clock_now = self.clock()
+        key = self.keystore.signing_key(clock_now)
+        now = int(clock_now)
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": subject,
+            "iat": now,
+            "nbf": now - NBF_BACKDATE_S,
+            "exp": now + ttl,
+            "jti": secrets.token_urlsafe(9),
+            "mediamtx_permissions": msgspec.to_builtins(permissions),
+        }
+        return TokenIssued(token=key.sign(claims), expires_at=float(now + ttl), kid=key.kid)
+
+
+class TokenVerifier:
+    """Checks a token against the published keys; raises ``TokenError`` naming why not."""
+
+    def __init__(
+        self,
+        keystore: KeyStore,
+        issuer: str,
+        audience: str,
+        *,
+        leeway_s: float = 5.0,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        clock: Clock = time.time,
+    ) -> None:
+        self.keystore = keystore
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_s = leeway_s
+        self.max_token_bytes = max_token_bytes
+        self.clock = clock
+        self._jws = jwt.PyJWS()
+
+    def verify(self, token: str) -> VerifiedToken:
+        if len(token) > self.max_token_bytes:
+            raise TokenError("too_large", f"{len(token)} characters")
+        if not token.isascii():
+            raise TokenError("malformed", "not ASCII")
+        now = self.clock()
+        kid = self._header(token).kid
+        key = self.keystore.verification_key(kid, now) if kid is not None else None
+        if kid is None or key is None:
+            raise TokenError("unknown_kid")
+        try:
+            payload = self._jws.decode_complete(token, key, algorithms=[ALGORITHM])["payload"]
+        except jwt.InvalidSignatureError:
+            raise TokenError("bad_signature") from None
+        except jwt.PyJWTError as exc:
+            raise TokenError("malformed", type(exc).__name__) from None
+        try:
+            claims = _claims_decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise TokenError("malformed", str(exc)) from None
+        expires_at = self._check(claims, now)
+        return VerifiedToken(
+            subject=claims.sub,
+            jti=claims.jti,
+            kid=kid,
+            expires_at=expires_at,
+            permissions=_permissions(claims.mediamtx_permissions),
+        )
+
+    def _header(self, token: str) -> _Header:
+        try:
+            encoded = token.split(".", 1)[0]
+            header = _header_decoder.decode(base64url_decode(encoded))
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            raise TokenError("malformed", f"header: {type(exc).__name__}") from None
+        if header.alg != ALGORITHM:
+            raise TokenError("bad_algorithm", f"alg {header.alg[:16]!r}")
+        if header.crit is not None or header.b64 is not None:
+            raise TokenError("malformed", "crit/b64 headers are not accepted")
+        return header
+
+    def _check(self, claims: _Claims, now: float) -> float:
+        """Everything but the permissions' content; returns ``exp``."""
+        if claims.exp is None:
+            raise TokenError("missing_claim", "exp")
+        if claims.mediamtx_permissions is None:
+            raise TokenError("missing_claim", "mediamtx_permissions")
+        if not claims.sub or not claims.jti:
+            raise TokenError("missing_claim", "jti" if claims.sub else "sub")
+        if claims.iss != self.issuer:
+            raise TokenError("wrong_issuer")
+        audiences = [claims.aud] if isinstance(claims.aud, str) else claims.aud or []
+        if self.audience not in audiences:
+            raise TokenError("wrong_audience")
+        if now >= claims.exp + self.leeway_s:
+            raise TokenError("expired")
+        if claims.nbf is not None and now + self.leeway_s < claims.nbf:
+            raise TokenError("not_yet_valid")
+        return claims.exp
+
+
+def _permissions(claim: list[Permission] | str | None) -> tuple[Permission, ...]:
+    """The claim as MediaMTX reads it: an array, or a string holding one (Keycloak style)."""
+    if not isinstance(claim, str):
+        return tuple(claim or ())
+    try:
+        return tuple(_permissions_decoder.decode(claim))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise TokenError("malformed", f"mediamtx_permissions: {exc}") from None
+
+
+def _stream_path(stream_id: str) -> str:
+    if not _STREAM_ID.fullmatch(stream_id):
+        raise TokenRequestError(f"invalid stream id {stream_id[:80]!r}")
+    return stream_id

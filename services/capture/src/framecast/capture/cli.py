@@ -1,0 +1,90 @@
+"""``framecast capture``: the capture service, or one stream produced from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from framecast.proto.bus import Bus
+from framecast.proto.cli import _size
+from framecast.proto.errors import BusError
+from framecast.proto.messages import DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
+from framecast.proto.runtime import run
+from framecast.proto.settings import CommonSettings, SettingsError, load
+
+from .producer import Producer, StreamClosed
+from .ring import FrameFormatError
+from .service import CaptureSettings, lifespan
+from .sources import PipeFrames, SourceError, open_source, run_source
+
+
+def main() -> int:
+    return run("capture", CaptureSettings, lifespan)
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    capture = commands.add_parser(
+        "capture", help="run the capture service, or produce one stream from a source",
+        description="Without a source: run the capture service. With one: produce that stream now.",
+    )
+    capture.set_defaults(run=lambda _args: main())
+    sources = capture.add_subparsers(dest="source", metavar="SOURCE")
+    for name, helptext in (
+        ("stdin", "raw frames on standard input (e.g. mycv | framecast capture stdin --stream cam1)"),
+        ("testpattern", "moving test pattern with timestamp blocks"),
+        ("file", "a video file, looped in real time"),
+        ("url", "an RTSP or HTTP camera"),
+        ("device", "a V4L2 device"),
+    ):
+        p = sources.add_parser(name, help=helptext)
+        p.add_argument("--stream", required=True, help="stream id (the MediaMTX path)")
+        p.add_argument("--size", type=_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
+        p.add_argument("--fps", type=int, default=30)
+        p.add_argument("--pix-fmt", default="bgr24", choices=["bgr24", "rgb24", "gray", "yuv420p"])
+        p.add_argument("--transport", default="shm", choices=["shm", "nats"])
+        if name in ("file", "url", "device"):
+            p.add_argument("input", help={"file": "path", "url": "camera URL", "device": "e.g. /dev/video0"}[name])
+        if name == "file":
+            p.add_argument("--once", action="store_true", help="play once instead of looping")
+        p.set_defaults(run=lambda args: _produce(args))
+
+
+def _produce(args: argparse.Namespace) -> int:
+    try:
+        settings = load(CommonSettings)
+        width, height = args.size
+        fmt = VideoFormat(width=width, height=height, fps=args.fps, pix_fmt=args.pix_fmt)
+        return asyncio.run(_produce_async(args, settings.nats_url, fmt))
+    except (SettingsError, BusError, SourceError, FrameFormatError, StreamClosed) as exc:
+        print(f"framecast capture: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _produce_async(args: argparse.Namespace, nats_url: str, fmt: VideoFormat) -> int:
+    source = {
+        "stdin": lambda: None,
+        "testpattern": lambda: TestPatternSource(),
+        "file": lambda: FileSource(path=args.input, loop=not args.once),
+        "url": lambda: UrlSource(url=args.input),
+        "device": lambda: DeviceSource(device=args.input),
+    }[args.source]()
+    frames = PipeFrames(sys.stdin.buffer, fmt, "stdin") if source is None else open_source(source, fmt)
+    bus = await Bus.connect(nats_url, client_id=f"capture-{args.stream}-{os.getpid()}")
+    producer = Producer(bus, args.stream, fmt, transport=args.transport, source=source)
+    try:
+        await producer.start()
+        try:
+            await run_source(producer, frames, paced=True)
+        except SourceError as exc:
+            await producer.close(str(exc), failed=True)
+            raise
+        except StreamClosed:
+            pass
+        await producer.close(producer.stop_reason("source ended"))
+        return 0
+    finally:
+        await bus.close()

@@ -1,0 +1,113 @@
+"""Finding, configuring and installing MediaMTX for the dev stack.
+
+MediaMTX is an external Go binary; framecast never re-implements it. The dev stack looks for
+it on PATH, in FRAMECAST_MEDIAMTX_BIN, or in the cache that ``framecast mediamtx install``
+fills with the pinned release after checking it against the release's published checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import platform
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+VERSION = "v1.20.1"
+RELEASES = "https://github.com/bluenviron/mediamtx/releases/download"
+INSTALL_HINT = "framecast mediamtx install"
+
+
+class MediaMTXInstallError(Exception):
+    pass
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "framecast" / "mediamtx" / VERSION
+
+
+def find_mediamtx() -> str | None:
+    """FRAMECAST_MEDIAMTX_BIN, then ``mediamtx`` on PATH, then the install cache."""
+    if configured := os.environ.get("FRAMECAST_MEDIAMTX_BIN"):
+        return configured if os.access(configured, os.X_OK) else None
+    if found := shutil.which("mediamtx"):
+        return found
+    cached = cache_dir() / "mediamtx"
+    return str(cached) if os.access(cached, os.X_OK) else None
+
+
+def _asset() -> str:
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "armv7"}.get(machine)
+    system = platform.system().lower()
+    if arch is None or system not in ("linux", "darwin"):
+        raise MediaMTXInstallError(f"no MediaMTX release for {system}/{machine}; install it by hand and set "
+                                   "FRAMECAST_MEDIAMTX_BIN")
+    return f"mediamtx_{VERSION}_{system}_{arch}.tar.gz"
+
+
+def _download(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed https URL
+            return response.read()
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise MediaMTXInstallError(f"could not download {url}: {exc}") from None
+
+
+def install() -> Path:
+    """Download the pinned release, verify its SHA-256 against the published checksums, unpack."""
+    asset = _asset()
+    sums = _download(f"{RELEASES}/{VERSION}/checksums.sha256").decode()
+    expected = next((line.split()[0] for line in sums.splitlines() if line.strip().endswith(asset)), None)
+    if expected is None:
+        raise MediaMTXInstallError(f"{asset} is not listed in the release's checksums.sha256")
+    archive = _download(f"{RELEASES}/{VERSION}/{asset}")
+    actual = hashlib.sha256(archive).hexdigest()
+    if actual != expected:
+        raise MediaMTXInstallError(f"checksum mismatch for {asset}: expected {expected}, got {actual}")
+    target = cache_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        member = tar.getmember("mediamtx")
+        source = tar.extractfile(member)
+        if source is None:
+            raise MediaMTXInstallError(f"{asset} holds no mediamtx binary")
+        binary = target / "mediamtx"
+        binary.write_bytes(source.read())
+        binary.chmod(0o755)
+    return target / "mediamtx"
+
+
+def config(*, auth_url: str, rtsp_port: int = 8554, api_port: int = 9997, whep_port: int = 8889,
+           hls_port: int = 8888, webrtc_udp_port: int = 8189) -> str:
+    """A MediaMTX config for local development: every access decided by framecast's auth hook."""
+    return f"""# Written by framecast up: MediaMTX on loopback, every access decided by framecast auth.
+logLevel: info
+authMethod: http
+authHTTPAddress: {auth_url}
+authHTTPExclude: []
+api: yes
+apiAddress: 127.0.0.1:{api_port}
+rtsp: yes
+rtspTransports: [tcp]
+rtspAddress: 127.0.0.1:{rtsp_port}
+rtmp: no
+srt: no
+moq: no
+hls: yes
+hlsAddress: 127.0.0.1:{hls_port}
+hlsVariant: fmp4
+hlsSegmentDuration: 1s
+webrtc: yes
+webrtcAddress: 127.0.0.1:{whep_port}
+webrtcLocalUDPAddress: 127.0.0.1:{webrtc_udp_port}
+webrtcIPsFromInterfaces: no
+webrtcAdditionalHosts: [127.0.0.1]
+paths:
+  all_others:
+"""

@@ -1,0 +1,18 @@
+"""``framecast encoder``: run the encoder service."""
+
+from __future__ import annotations
+
+import argparse
+
+from framecast.proto.runtime import run
+
+from .service import EncoderSettings, lifespan
+
+
+def main() -> int:
+    return run("encoder", EncoderSettings, lifespan)
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    encoder = commands.add_parser("encoder", help="run the encoder service (FFmpeg -> RTSP -> MediaMTX)")
+    encoder.set_defaults(run=lambda _args: main())

@@ -1,0 +1,235 @@
+"""The encoder service: claims announced streams from a queue group and publishes each one.
+
+Instances share the ``encoders`` queue group, so each announce reaches one of them; an
+instance at capacity refuses and the producer asks again. Every instance heartbeats about
+twice a second; a producer whose encoder falls silent re-announces, and another instance
+takes the stream over within about two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
+
+from nats.aio.msg import Msg
+from opentelemetry import metrics
+
+from framecast.proto import subjects
+from framecast.proto.bus import Bus
+from framecast.proto.errors import BusError
+from framecast.proto.messages import (
+    ClaimAccepted,
+    EncoderHeartbeat,
+    Rejected,
+    StreamAnnounce,
+    StreamControl,
+    StreamEnd,
+    TokenIssued,
+    TokenRequest,
+)
+from framecast.proto.runtime import Runtime
+from framecast.proto.settings import CommonSettings, Url
+from framecast.proto.states import ACTIVE
+from framecast.proto.store import StateStore
+
+from .ffmpeg import find_ffmpeg
+from .probe import probe
+from .profiles import SOFTWARE_ENCODER
+from .worker import StreamWorker, WorkerError, publish_stats
+
+log = logging.getLogger("framecast.encoder")
+HARDWARE = ("h264_nvenc", "h264_qsv", "h264_vaapi", "h264_videotoolbox")
+
+
+class EncoderSettings(CommonSettings, kw_only=True, frozen=True):
+    encoder: str = ""
+    """Force one FFmpeg encoder (h264_nvenc, libx264, ...) instead of probing."""
+    max_streams: int = 8
+    """Streams this instance encodes at most; further announces are refused."""
+    hw_sessions: int = 0
+    """Hardware encoder sessions available (NVENC on consumer GPUs: 8); 0 = no limit."""
+    mediamtx_rtsp: Url = "rtsp://127.0.0.1:8554"
+    """MediaMTX RTSP base URL; a stream publishes to <base>/<stream id>."""
+    publish_auth: Literal["token", "none"] = "token"
+    """token: ask the auth service for a short publish token per (re)start; none: publish without."""
+    gop: int = 0
+    """Frames between keyframes; 0 = one second (the stream's fps)."""
+    bitrate_kbps: int = 0
+    """Target bitrate; 0 = chosen from the resolution."""
+    stall_timeout_s: float = 5.0
+    heartbeat_repeat_s: float = 1.0
+    """How often the last frame is repeated while the producer sends nothing."""
+    producer_timeout_s: float = 3.0
+    """No frame and no producer heartbeat for this long: the stream is stalled."""
+    producer_gone_s: float = 10.0
+    """Stalled on a silent producer this much longer: the stream fails and its ring is freed."""
+    heartbeat_s: float = 0.5
+    stats_s: float = 2.0
+
+
+class EncoderService:
+    def __init__(self, runtime: Runtime[EncoderSettings], bus: Bus, store: StateStore,
+                 ffmpeg: str, encoder_kind: str) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.instance = runtime.instance
+        self.bus = bus
+        self.store = store
+        self.ffmpeg = ffmpeg
+        self.encoder_kind = encoder_kind
+        self.workers: dict[str, StreamWorker] = {}
+        self._claiming: set[str] = set()
+        meter = metrics.get_meter("framecast.encoder")
+        self._frames = meter.create_counter("framecast.encoder.frames", unit="{frame}",
+                                            description="frames written to FFmpeg")
+        self._dropped = meter.create_counter("framecast.encoder.dropped", unit="{frame}",
+                                             description="frames skipped because the encoder lagged")
+        meter.create_observable_gauge("framecast.encoder.streams", [self._observe_streams], unit="{stream}")
+        self._counted: dict[str, tuple[int, int]] = {}
+
+    def _observe_streams(self, _options: object) -> list[metrics.Observation]:
+        return [metrics.Observation(len(self.workers), {"encoder.id": self.instance})]
+
+    @property
+    def hw_sessions_left(self) -> int | None:
+        if self.encoder_kind not in HARDWARE or not self.settings.hw_sessions:
+            return None
+        used = sum(1 for w in self.workers.values() if w.encoder_kind in HARDWARE)
+        return max(self.settings.hw_sessions - used, 0)
+
+    # ----- claims ----------------------------------------------------------------------------
+
+    async def on_announce(self, announce: StreamAnnounce, _msg: Msg) -> ClaimAccepted | Rejected:
+        stream_id = announce.stream_id
+        existing = self.workers.get(stream_id)
+        if existing is not None and existing.transport_name == (
+            getattr(announce.transport, "name", None) or getattr(announce.transport, "subject", None)
+        ):
+            return ClaimAccepted(encoder_id=self.instance, encoder_kind=existing.encoder_kind)
+        if stream_id in self._claiming:
+            return Rejected(code="conflict", message=f"encoder {self.instance} is already taking {stream_id}")
+        if len(self.workers) >= self.settings.max_streams:
+            return Rejected(code="unavailable", message=f"encoder {self.instance} is at capacity "
+                            f"({self.settings.max_streams} streams)")
+        if self.hw_sessions_left == 0:
+            return Rejected(code="unavailable", message=f"encoder {self.instance} has no {self.encoder_kind} "
+                            "sessions left")
+        record = await self.store.get(stream_id)
+        if record is None or record.state not in ACTIVE:
+            state = record.state if record else "unknown"
+            return Rejected(code="conflict", message=f"stream {stream_id} is {state}, not waiting for an encoder")
+        self._claiming.add(stream_id)
+        try:
+            if existing is not None:
+                await existing.shutdown()
+                self.workers.pop(stream_id, None)
+            worker = StreamWorker(self, announce)
+            try:
+                await worker.open_reader()
+            except WorkerError as exc:
+                return Rejected(code="bad_request", message=f"cannot read frames of {stream_id}: {exc}")
+            previous = record.encoder_id if record.encoder_id and record.encoder_id != self.instance else ""
+            self.workers[stream_id] = worker
+            await worker.start(previous)
+        finally:
+            self._claiming.discard(stream_id)
+        log.info("claimed %s (%dx%d@%d, %s)", stream_id, announce.format.width, announce.format.height,
+                 announce.format.fps, self.encoder_kind, extra={"stream_id": stream_id})
+        return ClaimAccepted(encoder_id=self.instance, encoder_kind=self.encoder_kind)
+
+    def release(self, worker: StreamWorker) -> None:
+        if self.workers.get(worker.stream_id) is worker:
+            del self.workers[worker.stream_id]
+            self._counted.pop(worker.stream_id, None)
+            asyncio.get_running_loop().create_task(worker.shutdown())
+
+    async def on_control(self, message: StreamControl, msg: Msg) -> None:
+        if isinstance(message, StreamEnd) and (worker := self.workers.get(message.stream_id)):
+            await worker.end(message.reason or "producer finished")
+
+    # ----- publish credentials ---------------------------------------------------------------
+
+    def publish_url_factory(self, stream_id: str) -> Callable[[], Awaitable[str]]:
+        """A fresh publish URL per FFmpeg (re)start. The token travels as the RTSP password:
+        MediaMTX hands the password to the auth hook as ``token``, and it keeps the request
+        line short (RTSP lines are capped at 2047 bytes; FFmpeg's listener fails far earlier)."""
+        scheme, _, rest = self.settings.mediamtx_rtsp.rstrip("/").partition("://")
+        base = f"{scheme}://{rest}"
+
+        async def url() -> str:
+            if self.settings.publish_auth == "none":
+                return f"{base}/{stream_id}"
+            issued = await self.bus.request(
+                subjects.AUTH_TOKEN_ISSUE,
+                TokenRequest(role="publisher", stream_id=stream_id, subject=self.instance),
+                TokenIssued, service="auth", timeout=3,
+            )
+            return f"{scheme}://framecast:{issued.token}@{rest}/{stream_id}"
+
+        return url
+
+    # ----- heartbeats and statistics ---------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        while True:
+            with contextlib.suppress(BusError):
+                await self.bus.publish(
+                    subjects.encoder_heartbeat(self.instance),
+                    EncoderHeartbeat(encoder_id=self.instance, streams=sorted(self.workers),
+                                     capacity=self.settings.max_streams, active=len(self.workers),
+                                     hw_sessions_left=self.hw_sessions_left, at=time.time()),
+                )
+            await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def report_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_s)
+            for worker in list(self.workers.values()):
+                with contextlib.suppress(BusError):
+                    await publish_stats(worker)
+                stats = worker.pump.stats if worker.pump else None
+                if stats is None:
+                    continue
+                attributes = {"stream.id": worker.stream_id, "encoder.kind": worker.encoder_kind}
+                written, dropped = self._counted.get(worker.stream_id, (0, 0))
+                self._frames.add(stats.frames_written - written, attributes)
+                self._dropped.add(stats.dropped - dropped, attributes)
+                self._counted[worker.stream_id] = (stats.frames_written, stats.dropped)
+
+    async def stop_all(self) -> None:
+        """Service shutdown: stop every FFmpeg; the producers re-announce to another instance."""
+        workers, self.workers = list(self.workers.values()), {}
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+
+
+async def choose_encoder(ffmpeg: str, forced: str) -> str:
+    result = await probe(ffmpeg, forced=forced or None)
+    for name, why in result.reasons.items():
+        log.info("encoder %s passed over: %s", name, why)
+    log.info("encoding with %s", result.chosen, extra={"encoder_kind": result.chosen})
+    return result.chosen
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime[EncoderSettings]) -> AsyncIterator[EncoderService]:
+    ffmpeg = find_ffmpeg()
+    encoder_kind = await choose_encoder(ffmpeg, runtime.settings.encoder)
+    bus = await Bus.connect(runtime.settings.nats_url, client_id=runtime.instance)
+    service: EncoderService | None = None
+    try:
+        store = await StateStore.open(bus, runtime.instance)
+        service = EncoderService(runtime, bus, store, ffmpeg, encoder_kind or SOFTWARE_ENCODER)
+        await bus.subscribe(subjects.ENCODER_CLAIM, StreamAnnounce, service.on_announce, queue=subjects.ENCODER_QUEUE)
+        await bus.subscribe(subjects.stream_control("*"), StreamControl, service.on_control)
+        runtime.spawn(service.heartbeat(), "heartbeat")
+        runtime.spawn(service.report_stats(), "stats")
+        yield service
+    finally:
+        if service is not None:
+            await runtime.cancel_children()
+            await service.stop_all()
+        await bus.close()

@@ -1,0 +1,481 @@
+"""One supervised FFmpeg process per stream: spawn, watch, restart, fall back, stop.
+
+FFmpeg is the only thing that talks RTSP to MediaMTX, so its health is the stream's
+health. The supervisor reads FFmpeg's own ``-progress`` output to know when it is
+publishing and when it has stalled, restarts it with backoff when it dies, switches a
+stream from a failing hardware encoder to libx264, and gives up - saying why, with the
+last FFmpeg errors, scrubbed of secrets - when restarts come too fast.
+
+Readiness: FFmpeg prints its first ``-progress`` block only once every output has written
+its header (``print_report`` waits for ``nb_output_dumped``), and the RTSP muxer's
+``write_header`` is the whole ANNOUNCE / SETUP / RECORD exchange - so a progress block,
+and a frame counter above zero in it, means the server accepted RECORD and packets are
+going out. A server that accepts the TCP connection but never answers produces no
+progress block at all (checked against this FFmpeg 9 build), which the start timeout
+catches.
+
+Frames reach FFmpeg's stdin through the pump (pump.py): ``on_process(fd)`` hands over the
+write end of the pipe each time FFmpeg (re)starts and ``on_process(None)`` takes it back.
+
+FFmpeg dies with its parent: it is started with PR_SET_PDEATHSIG = SIGKILL, so even a
+SIGKILLed encoder service leaves no publisher behind. Linux sends that signal when the
+*thread* that forked the child exits, and asyncio forks in the event-loop thread: run the
+supervisor on a loop whose thread lives as long as the service (the main thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ctypes
+import logging
+import os
+import random
+import shlex
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from framecast.proto.messages import VideoFormat
+
+from .ffmpeg import scrub, strip_log_prefix
+from .profiles import SOFTWARE_ENCODER, build_command, is_runtime_failure
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal[
+    "starting", "publishing", "stalled", "restarting", "failed", "stopped", "encoder_fallback"
+]
+UrlFactory = Callable[[], Awaitable[str]]
+EventCallback = Callable[["SupervisorEvent"], Awaitable[None]]
+ProcessCallback = Callable[[int | None], None]
+
+STDERR_LINES = 50
+_PR_SET_PDEATHSIG = 1
+# Bound before any fork: the pre-exec hook then only calls an already resolved C function.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorEvent:
+    """One thing that happened to a stream's FFmpeg; ``reason`` is always scrubbed."""
+
+    kind: EventKind
+    reason: str
+    encoder: str
+    attempt: int
+    pid: int | None = None
+    backoff_s: float = 0.0
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    """The latest ``-progress`` block FFmpeg printed (``at``: monotonic time it arrived)."""
+
+    frame: int = 0
+    fps: float = 0.0
+    bitrate_kbps: float = 0.0
+    total_size: int = 0
+    out_time_us: int = 0
+    speed: float = 0.0
+    dup_frames: int = 0
+    drop_frames: int = 0
+    ended: bool = False
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorPolicy:
+    """Timings of supervision; the defaults suit production, tests shorten them."""
+
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 10.0
+    healthy_after_s: float = 10.0
+    """A run publishing this long resets the backoff."""
+    max_restarts: int = 5
+    window_s: float = 60.0
+    """More than ``max_restarts`` restarts within ``window_s`` -> failed."""
+    stall_timeout_s: float = 5.0
+    """Publishing, but the frame counter has not moved for this long -> stalled."""
+    start_timeout_s: float = 15.0
+    """Not publishing this long after spawn -> restart."""
+    stop_grace_s: float = 3.0
+    """After stdin is closed, how long FFmpeg gets to flush and exit."""
+    term_grace_s: float = 2.0
+    """After SIGTERM, how long before SIGKILL."""
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    sigkill = int(signal.SIGKILL)
+
+    def hook() -> None:
+        _prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return hook
+
+
+def _number(block: dict[str, str], key: str, cast: type[int] | type[float]) -> float:
+    raw = block.get(key, "").strip().removesuffix("kbits/s").removesuffix("x")
+    try:
+        return cast(raw)
+    except ValueError:
+        return cast(0)
+
+
+def parse_progress(block: dict[str, str], *, at: float) -> Progress:
+    """A :class:`Progress` from one ``-progress`` key=value block ("N/A" reads as 0)."""
+    return Progress(
+        frame=int(_number(block, "frame", int)),
+        fps=_number(block, "fps", float),
+        bitrate_kbps=_number(block, "bitrate", float),
+        total_size=int(_number(block, "total_size", int)),
+        out_time_us=int(_number(block, "out_time_us", int)),
+        speed=_number(block, "speed", float),
+        dup_frames=int(_number(block, "dup_frames", int)),
+        drop_frames=int(_number(block, "drop_frames", int)),
+        ended=block.get("progress") == "end",
+        at=at,
+    )
+
+
+@dataclass(slots=True)
+class _Run:
+    """What one FFmpeg process did."""
+
+    proc: asyncio.subprocess.Process
+    stdin_fd: int | None
+    started: float
+    published: float | None = None
+    last_advance: float = 0.0
+    last_frame: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Supervisor:
+    """Keeps one stream's FFmpeg publishing until :meth:`stop`, or until it gives up."""
+
+    def __init__(
+        self,
+        *,
+        ffmpeg: str,
+        encoder: str,
+        fmt: VideoFormat,
+        url_factory: UrlFactory,
+        on_event: EventCallback | None = None,
+        on_process: ProcessCallback | None = None,
+        policy: SupervisorPolicy | None = None,
+        gop: int | None = None,
+        bitrate_kbps: int | None = None,
+        extra: Sequence[str] = (),
+        name: str = "stream",
+    ) -> None:
+        self._ffmpeg = ffmpeg
+        self._encoder = encoder
+        self._fmt = fmt
+        self._url_factory = url_factory
+        self._on_event = on_event
+        self._on_process = on_process
+        self._policy = policy or SupervisorPolicy()
+        self._gop = gop
+        self._bitrate_kbps = bitrate_kbps
+        self._extra = tuple(extra)
+        self._name = name
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._restart_times: collections.deque[float] = collections.deque()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._run: _Run | None = None
+        self._progress = Progress()
+        self._restarts = 0
+        self._attempt = 0
+        self._backoff_exp = 0
+        self._final: SupervisorEvent | None = None
+
+    # ----- what callers read -----------------------------------------------------------
+
+    @property
+    def encoder(self) -> str:
+        """The encoder in use now (libx264 after a hardware fallback)."""
+        return self._encoder
+
+    @property
+    def progress(self) -> Progress:
+        return self._progress
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    @property
+    def pid(self) -> int | None:
+        """FFmpeg's pid while one runs."""
+        run = self._run
+        return run.proc.pid if run is not None and run.proc.returncode is None else None
+
+    @property
+    def publishing(self) -> bool:
+        run = self._run
+        return run is not None and run.published is not None and run.proc.returncode is None
+
+    @property
+    def final(self) -> SupervisorEvent | None:
+        """The ``failed`` or ``stopped`` event once supervision has ended."""
+        return self._final
+
+    def stderr_tail(self) -> list[str]:
+        """FFmpeg's last error lines (scrubbed), oldest first, across restarts."""
+        return list(self._stderr)
+
+    # ----- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start supervising; call from the event-loop thread that will live longest."""
+        if self._task is not None:
+            raise RuntimeError("supervisor already started")
+        self._task = asyncio.create_task(self._supervise(), name=f"ffmpeg-supervisor:{self._name}")
+
+    async def stop(self) -> None:
+        """Close stdin, wait, SIGTERM the group, wait, SIGKILL it. Safe to call twice."""
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def wait(self) -> SupervisorEvent | None:
+        """Until supervision ends (failed or stopped); the final event."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        return self._final
+
+    # ----- supervision loop ------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        reason = ""
+        while not self._stop.is_set():
+            self._attempt += 1
+            run_reason, run = await self._run_once(reason or "first start")
+            if self._stop.is_set():
+                break
+            reason = run_reason
+            now = time.monotonic()
+            if run is not None and run.published is not None:
+                if now - run.published >= self._policy.healthy_after_s:
+                    self._backoff_exp = 0
+            fallback = self._fallback_line(run)
+            if fallback is not None:
+                previous, self._encoder = self._encoder, SOFTWARE_ENCODER
+                await self._emit(
+                    "encoder_fallback",
+                    f"{previous} failed at run time ({fallback}); switched to {SOFTWARE_ENCODER}",
+                )
+            self._restart_times.append(now)
+            while self._restart_times and now - self._restart_times[0] > self._policy.window_s:
+                self._restart_times.popleft()
+            if len(self._restart_times) > self._policy.max_restarts:
+                await self._finish(
+                    "failed",
+                    f"gave up after {len(self._restart_times)} failures within "
+                    f"{self._policy.window_s:g} s; last: {reason}"
+                    + self._error_summary(),
+                )
+                return
+            delay = 0.0 if fallback is not None else self._next_backoff()
+            self._restarts += 1
+            await self._emit("restarting", reason, backoff_s=delay)
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                except TimeoutError:
+                    pass
+        await self._finish("stopped", "stop requested")
+
+    def _next_backoff(self) -> float:
+        # exponential backoff with full jitter
+        ceiling = min(self._policy.backoff_cap_s, self._policy.backoff_base_s * 2**self._backoff_exp)
+        self._backoff_exp += 1
+        return random.uniform(0, ceiling)
+
+    def _fallback_line(self, run: _Run | None) -> str | None:
+        if run is None or self._encoder == SOFTWARE_ENCODER:
+            return None
+        return next((line for line in run.errors if is_runtime_failure(self._encoder, line)), None)
+
+    def _error_summary(self) -> str:
+        tail = list(self._stderr)[-5:]
+        return f"; FFmpeg said: {' | '.join(tail)}" if tail else ""
+
+    async def _run_once(self, why: str) -> tuple[str, _Run | None]:
+        """Run FFmpeg once (``why``: what ended the previous run); why this one ended."""
+        try:
+            url = await self._url_factory()
+        except Exception as exc:  # the factory is the caller's code: any failure is one attempt
+            return scrub(f"no publish URL: {type(exc).__name__}: {exc}"), None
+        command = build_command(
+            self._ffmpeg,
+            self._encoder,
+            self._fmt,
+            url,
+            gop=self._gop,
+            bitrate_kbps=self._bitrate_kbps,
+            extra=self._extra,
+        )
+        log.debug("%s: running %s", self._name, scrub(shlex.join(command)))
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=read_fd,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+        except OSError as exc:
+            os.close(write_fd)
+            return scrub(f"could not start FFmpeg: {exc}"), None
+        finally:
+            os.close(read_fd)
+        run = _Run(proc=proc, stdin_fd=write_fd, started=time.monotonic())
+        self._run = run
+        readers: list[asyncio.Task[None]] = []
+        try:
+            await self._emit("starting", why)
+            readers += [
+                asyncio.create_task(self._read_progress(run)),
+                asyncio.create_task(self._read_stderr(run)),
+            ]
+            if self._on_process is not None:
+                self._on_process(write_fd)
+            reason = await self._watch(run)
+        finally:
+            self._close_stdin(run)
+            await self._kill(proc)
+            await asyncio.gather(*readers, return_exceptions=True)
+        if reason is None:
+            reason = self._exit_reason(proc.returncode, run)
+        return reason, run
+
+    async def _watch(self, run: _Run) -> str | None:
+        """Until FFmpeg exits (None), stalls or never publishes (the reason), or stop."""
+        policy = self._policy
+        tick = max(0.05, min(0.25, policy.stall_timeout_s / 4))
+        exited = asyncio.create_task(run.proc.wait())
+        stopping = asyncio.create_task(self._stop.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {exited, stopping}, timeout=tick, return_when=asyncio.FIRST_COMPLETED
+                )
+                if exited in done:
+                    return None
+                if stopping in done:
+                    await self._graceful_stop(run)
+                    return "stop requested"
+                now = time.monotonic()
+                if run.published is None and now - run.started > policy.start_timeout_s:
+                    return f"not publishing {policy.start_timeout_s:g} s after start"
+                if run.published is not None and now - run.last_advance > policy.stall_timeout_s:
+                    reason = f"no progress for {policy.stall_timeout_s:g} s (frame {run.last_frame})"
+                    await self._emit("stalled", reason)
+                    return reason
+        finally:
+            exited.cancel()
+            stopping.cancel()
+
+    def _close_stdin(self, run: _Run) -> None:
+        if run.stdin_fd is None:
+            return
+        if self._on_process is not None:
+            self._on_process(None)
+        os.close(run.stdin_fd)
+        run.stdin_fd = None
+
+    async def _graceful_stop(self, run: _Run) -> None:
+        self._close_stdin(run)  # EOF: FFmpeg flushes, sends TEARDOWN and exits
+        try:
+            await asyncio.wait_for(run.proc.wait(), self._policy.stop_grace_s)
+        except TimeoutError:
+            pass
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM the process group, then SIGKILL it; reaps FFmpeg."""
+        for sig, grace in ((signal.SIGTERM, self._policy.term_grace_s), (signal.SIGKILL, None)):
+            if proc.returncode is not None:
+                return
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                continue
+
+    def _exit_reason(self, returncode: int | None, run: _Run) -> str:
+        if returncode is not None and returncode < 0:
+            how = f"killed by {signal.Signals(-returncode).name}"
+        else:
+            how = f"exited with code {returncode}"
+        # FFmpeg's first error names the cause; the lines after it are the pipeline unwinding
+        first = strip_log_prefix(run.errors[0]) if run.errors else ""
+        return f"FFmpeg {how}" + (f": {first}" if first else "")
+
+    # ----- FFmpeg output ---------------------------------------------------------------
+
+    async def _read_progress(self, run: _Run) -> None:
+        assert run.proc.stdout is not None
+        block: dict[str, str] = {}
+        async for raw in run.proc.stdout:
+            key, _, value = raw.decode(errors="replace").strip().partition("=")
+            block[key] = value
+            if key != "progress":
+                continue
+            now = time.monotonic()
+            progress = parse_progress(block, at=now)
+            block = {}
+            self._progress = progress
+            if progress.frame > run.last_frame:
+                run.last_frame = progress.frame
+                run.last_advance = now
+                if run.published is None:
+                    run.published = now
+                    await self._emit("publishing", f"RTSP server accepted RECORD; frame {progress.frame}")
+
+    async def _read_stderr(self, run: _Run) -> None:
+        assert run.proc.stderr is not None
+        async for raw in run.proc.stderr:
+            line = scrub(raw.decode(errors="replace").rstrip())
+            if line:
+                self._stderr.append(line)
+                run.errors.append(line)
+                del run.errors[:-STDERR_LINES]
+
+    # ----- events ----------------------------------------------------------------------
+
+    async def _finish(self, kind: EventKind, reason: str) -> None:
+        self._run = None
+        self._final = await self._emit(kind, reason)
+
+    async def _emit(self, kind: EventKind, reason: str, *, backoff_s: float = 0.0) -> SupervisorEvent:
+        event = SupervisorEvent(
+            kind=kind,
+            reason=scrub(reason),
+            encoder=self._encoder,
+            attempt=self._attempt,
+            pid=self.pid,
+            backoff_s=backoff_s,
+        )
+        level = logging.WARNING if kind in ("stalled", "restarting", "encoder_fallback") else logging.INFO
+        if kind == "failed":
+            level = logging.ERROR
+        log.log(level, "%s: %s (%s, attempt %d): %s", self._name, kind, event.encoder, event.attempt, event.reason)
+        if self._on_event is not None:
+            try:
+                await self._on_event(event)
+            except Exception:
+                log.exception("%s: on_event callback failed for %s", self._name, kind)
+        return event

@@ -1,0 +1,211 @@
+"""One claimed stream inside an encoder: reader -> pump -> supervised FFmpeg, and its state.
+
+The worker translates what the pump and the supervisor observe into lifecycle transitions,
+so the stream's state always says what FFmpeg and the producer are really doing, with the
+encoder id and kind and a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from framecast.capture.nats_transport import NatsFrameReader
+from framecast.capture.ring import RingOpenError, RingReader
+from framecast.proto import subjects
+from framecast.proto.errors import BusError
+from framecast.proto.messages import NatsTransport, ShmTransport, StreamAnnounce, StreamStats
+from framecast.proto.states import ACTIVE, IllegalTransition, StreamState
+
+from .ffmpeg import scrub
+from .pump import Pump, PumpEvent
+from .supervisor import Supervisor, SupervisorEvent, SupervisorPolicy
+
+if TYPE_CHECKING:
+    from .service import EncoderService
+
+log = logging.getLogger("framecast.encoder")
+S = StreamState
+
+
+class WorkerError(Exception):
+    """The stream cannot be taken (its frame transport cannot be opened)."""
+
+
+class StreamWorker:
+    def __init__(self, service: EncoderService, announce: StreamAnnounce) -> None:
+        self.service = service
+        self.announce = announce
+        self.stream_id = announce.stream_id
+        self.reader: Any = None
+        self.pump: Pump | None = None
+        self.supervisor: Supervisor | None = None
+        self.started_at = time.monotonic()
+        self._stats_at = (time.monotonic(), 0, 0)
+        self._ending = False
+        self._lost_task: asyncio.Task[None] | None = None
+
+    @property
+    def transport_name(self) -> str:
+        transport = self.announce.transport
+        return transport.name if isinstance(transport, ShmTransport) else transport.subject
+
+    @property
+    def encoder_kind(self) -> str:
+        return self.supervisor.encoder if self.supervisor else self.service.encoder_kind
+
+    async def open_reader(self) -> None:
+        transport = self.announce.transport
+        if isinstance(transport, ShmTransport):
+            try:
+                self.reader = RingReader.open(transport.name)
+            except RingOpenError as exc:
+                raise WorkerError(str(exc)) from None
+        elif isinstance(transport, NatsTransport):
+            self.reader = NatsFrameReader(self.service.bus.nc, transport.subject, self.announce.format)
+            await self.reader.start()
+
+    async def start(self, previous_encoder: str) -> None:
+        settings = self.service.settings
+        fmt = self.announce.format
+        reason = f"taken over from encoder {previous_encoder}" if previous_encoder else "claimed"
+        await self.service.store.transition(
+            self.stream_id, S.STARTING, reason=reason, only_from=ACTIVE,
+            encoder_id=self.service.instance, encoder_kind=self.service.encoder_kind,
+        )
+        self.pump = Pump(
+            self.reader, fmt.fps, heartbeat_s=settings.heartbeat_repeat_s,
+            producer_timeout_s=settings.producer_timeout_s, on_event=self._on_pump_event, name=self.stream_id,
+        )
+        self.supervisor = Supervisor(
+            ffmpeg=self.service.ffmpeg, encoder=self.service.encoder_kind, fmt=fmt,
+            url_factory=self.service.publish_url_factory(self.stream_id),
+            on_event=self._on_supervisor_event, on_process=self.pump.attach,
+            policy=SupervisorPolicy(stall_timeout_s=settings.stall_timeout_s),
+            gop=settings.gop or None, bitrate_kbps=settings.bitrate_kbps or None, name=self.stream_id,
+        )
+        self.pump.start()
+        self.supervisor.start()
+
+    # ----- what FFmpeg and the producer tell us --------------------------------------------
+
+    async def _move(self, state: StreamState, reason: str, **fields: Any) -> None:
+        try:
+            await self.service.store.transition(self.stream_id, state, reason=reason, **fields)
+        except IllegalTransition as exc:
+            log.debug("%s", exc)
+        except BusError as exc:
+            log.warning("could not record %s for %s: %s", state, self.stream_id, exc)
+
+    async def _on_supervisor_event(self, event: SupervisorEvent) -> None:
+        reason = scrub(event.reason)
+        record = await self.service.store.get(self.stream_id)
+        state = record.state if record else None
+        if self._ending and event.kind not in ("stopped", "failed"):
+            return
+        match event.kind:
+            case "starting" if state in (S.PUBLISHING, S.LIVE, S.STALLED):
+                await self._move(S.STARTING, f"restarting FFmpeg: {reason}")
+            case "publishing":
+                await self._move(S.PUBLISHING, f"publishing with {event.encoder}", encoder_kind=event.encoder)
+            case "stalled":
+                await self._move(S.STALLED, reason)
+            case "restarting":
+                retry = f"; retrying in {event.backoff_s:.1f} s" if event.backoff_s else "; retrying now"
+                if state in (S.STARTING, S.PUBLISHING, S.LIVE):
+                    await self._move(S.STALLED, reason + retry)
+                elif state is S.STALLED:
+                    await self.service.store.update(self.stream_id, reason=reason + retry)
+            case "encoder_fallback":
+                await self.service.store.update(self.stream_id, encoder_kind=event.encoder, reason=reason)
+            case "failed":
+                await self._move(S.FAILED, reason)
+                self.service.release(self)
+            case "stopped":
+                if state is S.STOPPING:
+                    await self._move(S.STOPPED, record.reason if record else "stopped")
+                self.service.release(self)
+
+    async def _on_pump_event(self, event: PumpEvent) -> None:
+        match event.kind:
+            case "producer_ended":
+                await self.end("producer finished")
+            case "producer_lost":
+                await self._move(S.STALLED, f"no frames from the producer: {event.reason}")
+                self._lost_task = asyncio.create_task(self._give_up_on_producer())
+            case "producer_resumed":
+                if self._lost_task is not None:
+                    self._lost_task.cancel()
+                await self._move(S.STARTING, "producer resumed")
+
+    async def _give_up_on_producer(self) -> None:
+        await asyncio.sleep(self.service.settings.producer_gone_s)
+        if isinstance(self.reader, RingReader) and not self.reader.producer_alive():
+            self.reader.unlink()
+        await self.end("producer gone (no frames and no heartbeat)", failed=True)
+
+    async def end(self, reason: str, *, failed: bool = False) -> None:
+        """The producer is finished: flush FFmpeg, record stopped (or failed), free the stream."""
+        if self._ending:
+            return
+        self._ending = True
+        record = await self.service.store.get(self.stream_id)
+        if failed:
+            await self.shutdown()
+            await self._move(S.FAILED, reason)
+        else:
+            if record is not None and record.state in ACTIVE:
+                await self._move(S.STOPPING, reason)
+            await self.shutdown()
+            await self._move(S.STOPPED, record.reason if record and record.state is S.STOPPING else reason)
+        self.service.release(self)
+
+    async def shutdown(self) -> None:
+        """Stop FFmpeg (close stdin, then terminate, then kill) and the pump; close the reader."""
+        self._ending = True
+        if self._lost_task is not None:
+            self._lost_task.cancel()
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        if self.pump is not None:
+            await self.pump.stop()
+        if self.reader is not None:
+            with contextlib.suppress(Exception):
+                if isinstance(self.reader, NatsFrameReader):
+                    await self.reader.stop()
+                else:
+                    self.reader.close()
+
+    # ----- statistics ----------------------------------------------------------------------
+
+    def stats(self) -> StreamStats:
+        now = time.monotonic()
+        pump_stats = self.pump.stats if self.pump else None
+        frames_in = pump_stats.frames_in if pump_stats else 0
+        frames_out = pump_stats.frames_written if pump_stats else 0
+        then, in_then, out_then = self._stats_at
+        elapsed = max(now - then, 1e-6)
+        self._stats_at = (now, frames_in, frames_out)
+        progress = self.supervisor.progress if self.supervisor else None
+        return StreamStats(
+            stream_id=self.stream_id,
+            encoder_id=self.service.instance,
+            encoder_kind=self.encoder_kind,
+            frames_in=frames_in,
+            frames_out=frames_out,
+            dropped=pump_stats.dropped if pump_stats else 0,
+            repeated=pump_stats.repeated if pump_stats else 0,
+            restarts=self.supervisor.restarts if self.supervisor else 0,
+            fps_in=round((frames_in - in_then) / elapsed, 2),
+            fps_out=round((frames_out - out_then) / elapsed, 2),
+            bitrate_kbps=progress.bitrate_kbps if progress else 0.0,
+            speed=progress.speed if progress else 0.0,
+            at=time.time(),
+        )
+
+
+async def publish_stats(worker: StreamWorker) -> None:
+    await worker.service.bus.publish(subjects.stats(worker.stream_id), worker.stats())

@@ -1,0 +1,60 @@
+"""Run real framecast services inside the test process, each with its own runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from framecast.proto.runtime import Lifespan, Runtime, serve
+from framecast.proto.states import StreamState
+from framecast.proto.store import StateStore
+
+
+@contextlib.asynccontextmanager
+async def running(service: str, settings: Any, lifespan: Lifespan[Any], *, instance: str | None = None,
+                  timeout: float = 30.0) -> AsyncIterator[Runtime[Any]]:
+    """Start ``lifespan`` as service ``service``; wait until it is ready; stop it on exit."""
+    runtime = Runtime(service, settings, instance)
+    task = asyncio.create_task(serve(runtime, lifespan, handle_signals=False))
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not runtime.ready:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"{service} stopped before it was ready (exit code {runtime.exit_code})")
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{service} not ready after {timeout} s")
+        await asyncio.sleep(0.02)
+    try:
+        yield runtime
+    finally:
+        runtime.request_stop()
+        await asyncio.wait_for(task, timeout)
+
+
+async def wait_for_state(store: StateStore, stream_id: str, *states: StreamState, timeout: float = 20.0) -> Any:
+    """The stream's record once it is in one of ``states``; fails with the last state seen."""
+    last = None
+
+    async def watch() -> Any:
+        nonlocal last
+        async for _, record in store.watch(stream_id):
+            last = record
+            if record is not None and record.state in states:
+                return record
+        return None
+
+    try:
+        return await asyncio.wait_for(watch(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"{stream_id} never reached {[s.value for s in states]}; last: {last}") from None
+
+
+async def eventually(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (checked every 20 ms), or fail naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.02)
