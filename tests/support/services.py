@@ -33,15 +33,17 @@ async def running(service: str, settings: Any, lifespan: Lifespan[Any], *, insta
         await asyncio.wait_for(task, timeout)
 
 
-async def wait_for_state(store: StateStore, stream_id: str, *states: StreamState, timeout: float = 20.0) -> Any:
-    """The stream's record once it is in one of ``states``; fails with the last state seen."""
+async def wait_for_state(store: StateStore, stream_id: str, *states: StreamState, timeout: float = 20.0,
+                         where: Any = None) -> Any:
+    """The stream's record once it is in one of ``states`` (and satisfies ``where``, if given);
+    fails with the last record seen."""
     last = None
 
     async def watch() -> Any:
         nonlocal last
         async for _, record in store.watch(stream_id):
             last = record
-            if record is not None and record.state in states:
+            if record is not None and record.state in states and (where is None or where(record)):
                 return record
         return None
 

@@ -150,11 +150,14 @@ class StateStore:
             )
             return record
 
-    async def update(self, stream_id: str, **fields: Any) -> StreamRecord | None:
-        """Change record fields other than the state (no event); ``None`` if the stream is gone."""
+    async def update(
+        self, stream_id: str, *, only_in: frozenset[StreamState] | None = None, **fields: Any
+    ) -> StreamRecord | None:
+        """Change record fields other than the state (no event). ``None`` if the stream is gone,
+        or (with ``only_in``) no longer in one of those states when the write would happen."""
         while True:
             current, revision = await self._get(stream_id)
-            if current is None:
+            if current is None or (only_in is not None and current.state not in only_in):
                 return None
             record = msgspec.structs.replace(current, updated_at=time.time(), **fields)
             try:

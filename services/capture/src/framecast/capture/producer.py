@@ -204,8 +204,8 @@ class Producer:
 
     async def _waiting(self, reason: str) -> None:
         record = await self.store.get(self.stream_id)
-        if record is not None and record.state in ACTIVE and record.reason != reason:
-            await self.store.update(self.stream_id, reason=reason)
+        if record is not None and record.reason != reason:
+            await self.store.update(self.stream_id, reason=reason, only_in=ACTIVE)
 
     # ----- state and control -------------------------------------------------------------------
 
@@ -265,7 +265,9 @@ class Producer:
         if failed:
             await self.store.transition(self.stream_id, StreamState.FAILED, reason=reason)
             return
-        if record.state is not StreamState.STOPPING:
+        if record.state is StreamState.STOPPING:
+            reason = record.reason or reason  # whoever asked for the stop said why
+        else:
             with contextlib.suppress(IllegalTransition):
                 await self.store.transition(self.stream_id, StreamState.STOPPING, reason=reason)
         if self._ring is not None:

@@ -1,1 +1,1 @@
-"""framecast.encoder: supervised FFmpeg processes that publish framecast streams as H.264 over RTSP."""
+"""framecast.encoder: supervised FFmpeg processes publishing streams as H.264 over RTSP."""

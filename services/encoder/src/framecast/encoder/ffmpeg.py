@@ -65,7 +65,7 @@ def find_ffmpeg() -> str:
     except ImportError as exc:
         raise FFmpegNotFound(f"{FFMPEG_ENV} is unset and imageio_ffmpeg is not installed") from exc
     try:
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
+        exe = str(imageio_ffmpeg.get_ffmpeg_exe())
     except RuntimeError as exc:
         raise FFmpegNotFound(f"imageio_ffmpeg has no binary: {exc}") from exc
     if not os.access(exe, os.X_OK):

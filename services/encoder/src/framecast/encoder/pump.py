@@ -25,9 +25,9 @@ import os
 import select
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,9 @@ class FrameReader(Protocol):
         ...
 
     def wait_frame(self, timeout: float) -> memoryview | None:
-        """A frame newer than the last one returned, valid until :meth:`release`; None on timeout."""
+        """A frame newer than the last one returned, valid until :meth:`release`.
+
+        None when no newer frame came within ``timeout`` seconds."""
         ...
 
     def last_frame(self) -> memoryview | None:
@@ -91,7 +93,7 @@ class PumpStats:
     write_errors: int
 
 
-PumpEventCallback = Callable[[PumpEvent], Awaitable[None]]
+PumpEventCallback = Callable[[PumpEvent], Coroutine[Any, Any, None]]
 
 
 def raise_pipe_size(fd: int, size: int = PIPE_SIZE) -> int:
@@ -323,7 +325,7 @@ class Pump:
         if self._on_event is None or self._loop is None:
             return
         try:
-            future = asyncio.run_coroutine_threadsafe(
+            future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
                 self._on_event(PumpEvent(kind, reason)), self._loop
             )
         except RuntimeError:  # the loop is closed: nobody is listening any more

@@ -142,10 +142,10 @@ class EncoderService:
         return ClaimAccepted(encoder_id=self.instance, encoder_kind=self.encoder_kind)
 
     def release(self, worker: StreamWorker) -> None:
+        """Forget a worker whose stream has ended (the worker stops its own FFmpeg)."""
         if self.workers.get(worker.stream_id) is worker:
             del self.workers[worker.stream_id]
             self._counted.pop(worker.stream_id, None)
-            asyncio.get_running_loop().create_task(worker.shutdown())
 
     async def on_control(self, message: StreamControl, msg: Msg) -> None:
         if isinstance(message, StreamEnd) and (worker := self.workers.get(message.stream_id)):

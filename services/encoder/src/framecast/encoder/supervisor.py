@@ -10,9 +10,10 @@ Readiness: FFmpeg prints its first ``-progress`` block only once every output ha
 its header (``print_report`` waits for ``nb_output_dumped``), and the RTSP muxer's
 ``write_header`` is the whole ANNOUNCE / SETUP / RECORD exchange - so a progress block,
 and a frame counter above zero in it, means the server accepted RECORD and packets are
-going out. A server that accepts the TCP connection but never answers produces no
-progress block at all (checked against this FFmpeg 9 build), which the start timeout
-catches.
+going out (``total_size`` reads N/A for RTSP, which has no byte-counting output file, so
+the frame counter is what is watched). A server that accepts the TCP connection but never
+answers produces no progress block at all (checked against this FFmpeg 9 build), which the
+start timeout catches.
 
 Frames reach FFmpeg's stdin through the pump (pump.py): ``on_process(fd)`` hands over the
 write end of the pipe each time FFmpeg (re)starts and ``on_process(None)`` takes it back.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ctypes
 import logging
 import os
@@ -53,6 +55,12 @@ EventCallback = Callable[["SupervisorEvent"], Awaitable[None]]
 ProcessCallback = Callable[[int | None], None]
 
 STDERR_LINES = 50
+_LOG_LEVELS = {
+    "stalled": logging.WARNING,
+    "restarting": logging.WARNING,
+    "encoder_fallback": logging.WARNING,
+    "failed": logging.ERROR,
+}
 _PR_SET_PDEATHSIG = 1
 # Bound before any fork: the pre-exec hook then only calls an already resolved C function.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -153,7 +161,9 @@ class _Run:
     published: float | None = None
     last_advance: float = 0.0
     last_frame: int = 0
+    first_error: str = ""
     errors: list[str] = field(default_factory=list)
+    """Its last STDERR_LINES error lines, scrubbed."""
 
 
 class Supervisor:
@@ -262,9 +272,10 @@ class Supervisor:
                 break
             reason = run_reason
             now = time.monotonic()
-            if run is not None and run.published is not None:
-                if now - run.published >= self._policy.healthy_after_s:
-                    self._backoff_exp = 0
+            if run is not None and run.published is not None and (
+                now - run.published >= self._policy.healthy_after_s
+            ):
+                self._backoff_exp = 0  # a healthy run: the next failure is a fresh one
             fallback = self._fallback_line(run)
             if fallback is not None:
                 previous, self._encoder = self._encoder, SOFTWARE_ENCODER
@@ -287,15 +298,14 @@ class Supervisor:
             self._restarts += 1
             await self._emit("restarting", reason, backoff_s=delay)
             if delay > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
-                except TimeoutError:
-                    pass
         await self._finish("stopped", "stop requested")
 
     def _next_backoff(self) -> float:
         # exponential backoff with full jitter
-        ceiling = min(self._policy.backoff_cap_s, self._policy.backoff_base_s * 2**self._backoff_exp)
+        policy = self._policy
+        ceiling = min(policy.backoff_cap_s, policy.backoff_base_s * 2**self._backoff_exp)
         self._backoff_exp += 1
         return random.uniform(0, ceiling)
 
@@ -379,7 +389,9 @@ class Supervisor:
                 if run.published is None and now - run.started > policy.start_timeout_s:
                     return f"not publishing {policy.start_timeout_s:g} s after start"
                 if run.published is not None and now - run.last_advance > policy.stall_timeout_s:
-                    reason = f"no progress for {policy.stall_timeout_s:g} s (frame {run.last_frame})"
+                    reason = (
+                        f"no progress for {policy.stall_timeout_s:g} s (frame {run.last_frame})"
+                    )
                     await self._emit("stalled", reason)
                     return reason
         finally:
@@ -396,32 +408,29 @@ class Supervisor:
 
     async def _graceful_stop(self, run: _Run) -> None:
         self._close_stdin(run)  # EOF: FFmpeg flushes, sends TEARDOWN and exits
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run.proc.wait(), self._policy.stop_grace_s)
-        except TimeoutError:
-            pass
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM the process group, then SIGKILL it; reaps FFmpeg."""
         for sig, grace in ((signal.SIGTERM, self._policy.term_grace_s), (signal.SIGKILL, None)):
             if proc.returncode is not None:
                 return
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), grace)
-            except TimeoutError:
-                continue
 
     def _exit_reason(self, returncode: int | None, run: _Run) -> str:
         if returncode is not None and returncode < 0:
-            how = f"killed by {signal.Signals(-returncode).name}"
+            try:
+                how = f"killed by {signal.Signals(-returncode).name}"
+            except ValueError:
+                how = f"killed by signal {-returncode}"
         else:
             how = f"exited with code {returncode}"
         # FFmpeg's first error names the cause; the lines after it are the pipeline unwinding
-        first = strip_log_prefix(run.errors[0]) if run.errors else ""
+        first = strip_log_prefix(run.first_error)
         return f"FFmpeg {how}" + (f": {first}" if first else "")
 
     # ----- FFmpeg output ---------------------------------------------------------------
@@ -443,7 +452,9 @@ class Supervisor:
                 run.last_advance = now
                 if run.published is None:
                     run.published = now
-                    await self._emit("publishing", f"RTSP server accepted RECORD; frame {progress.frame}")
+                    await self._emit(
+                        "publishing", f"RTSP server accepted RECORD; frame {progress.frame} sent"
+                    )
 
     async def _read_stderr(self, run: _Run) -> None:
         assert run.proc.stderr is not None
@@ -451,6 +462,7 @@ class Supervisor:
             line = scrub(raw.decode(errors="replace").rstrip())
             if line:
                 self._stderr.append(line)
+                run.first_error = run.first_error or line
                 run.errors.append(line)
                 del run.errors[:-STDERR_LINES]
 
@@ -460,7 +472,9 @@ class Supervisor:
         self._run = None
         self._final = await self._emit(kind, reason)
 
-    async def _emit(self, kind: EventKind, reason: str, *, backoff_s: float = 0.0) -> SupervisorEvent:
+    async def _emit(
+        self, kind: EventKind, reason: str, *, backoff_s: float = 0.0
+    ) -> SupervisorEvent:
         event = SupervisorEvent(
             kind=kind,
             reason=scrub(reason),
@@ -469,10 +483,11 @@ class Supervisor:
             pid=self.pid,
             backoff_s=backoff_s,
         )
-        level = logging.WARNING if kind in ("stalled", "restarting", "encoder_fallback") else logging.INFO
-        if kind == "failed":
-            level = logging.ERROR
-        log.log(level, "%s: %s (%s, attempt %d): %s", self._name, kind, event.encoder, event.attempt, event.reason)
+        log.log(
+            _LOG_LEVELS.get(kind, logging.INFO),
+            "%s: %s (%s, attempt %d): %s",
+            self._name, kind, event.encoder, event.attempt, event.reason,
+        )
         if self._on_event is not None:
             try:
                 await self._on_event(event)

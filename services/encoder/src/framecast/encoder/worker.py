@@ -47,6 +47,7 @@ class StreamWorker:
         self._stats_at = (time.monotonic(), 0, 0)
         self._ending = False
         self._lost_task: asyncio.Task[None] | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
 
     @property
     def transport_name(self) -> str:
@@ -118,14 +119,17 @@ class StreamWorker:
                 if state in (S.STARTING, S.PUBLISHING, S.LIVE):
                     await self._move(S.STALLED, reason + retry)
                 elif state is S.STALLED:
-                    await self.service.store.update(self.stream_id, reason=reason + retry)
+                    await self.service.store.update(self.stream_id, reason=reason + retry, only_in=ACTIVE)
             case "encoder_fallback":
-                await self.service.store.update(self.stream_id, encoder_kind=event.encoder, reason=reason)
+                await self.service.store.update(self.stream_id, encoder_kind=event.encoder, reason=reason,
+                                                only_in=ACTIVE)
             case "failed":
                 await self._move(S.FAILED, reason)
                 self.service.release(self)
+                if not self._ending:
+                    self._shutdown_task = asyncio.create_task(self.shutdown())
             case "stopped":
-                if state is S.STOPPING:
+                if state is S.STOPPING and not self._ending:
                     await self._move(S.STOPPED, record.reason if record else "stopped")
                 self.service.release(self)
 
@@ -143,6 +147,7 @@ class StreamWorker:
 
     async def _give_up_on_producer(self) -> None:
         await asyncio.sleep(self.service.settings.producer_gone_s)
+        self._lost_task = None  # from here on this task is the one ending the stream
         if isinstance(self.reader, RingReader) and not self.reader.producer_alive():
             self.reader.unlink()
         await self.end("producer gone (no frames and no heartbeat)", failed=True)
