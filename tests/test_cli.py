@@ -1,0 +1,104 @@
+"""The command line as a user meets it: framecast stream, capture stdin, bad configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from framecast.capture.service import CaptureSettings
+from framecast.capture.service import lifespan as capture_lifespan
+from framecast.devstack.nats import NatsServer
+from framecast.encoder.service import EncoderSettings
+from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.proto.bus import Bus
+from framecast.proto.pattern import TestPattern
+from framecast.proto.states import StreamState
+from framecast.proto.store import StateStore
+from tests.support.rtsp import RtspReceiver
+from tests.support.services import running, wait_for_state
+
+S = StreamState
+
+
+async def _framecast(*args: str, env: dict[str, str], stdin: bytes | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; from framecast.proto.cli import main; sys.exit(main())", *args,
+        env=env, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_stream_start_follows_the_stream_to_publishing(nats_server: NatsServer, stream_id: str) -> None:
+    env = dict(os.environ, FRAMECAST_NATS_URL=nats_server.url)
+    async with RtspReceiver(width=320, height=240, path=stream_id) as rx:
+        encoder = EncoderSettings(nats_url=nats_server.url, mediamtx_rtsp=f"rtsp://127.0.0.1:{rx.port}",
+                                  publish_auth="none")
+        async with (running("encoder", encoder, encoder_lifespan),
+                    running("capture", CaptureSettings(nats_url=nats_server.url), capture_lifespan)):
+            code, out, err = await _framecast("stream", "start", stream_id, "--source", "testpattern",
+                                              "--size", "320x240", env=env)
+            assert code == 0, err
+            assert f"{stream_id}: requested" in out and f"{stream_id}: publishing" in out
+            code, out, _ = await _framecast("stream", "list", env=env)
+            assert stream_id in out and "publishing" in out
+            code, out, err = await _framecast("stream", "start", stream_id, env=env)
+            assert code == 1 and "already publishing" in err
+            code, out, _ = await _framecast("stream", "stop", stream_id, env=env)
+            assert code == 0 and "stopping" in out
+
+
+async def test_stream_commands_without_nats_say_what_to_do() -> None:
+    env = dict(os.environ, FRAMECAST_NATS_URL="nats://127.0.0.1:1")
+    code, _, err = await _framecast("stream", "list", env=env)
+    assert code == 1
+    assert "cannot reach NATS at nats://127.0.0.1:1" in err and "Traceback" not in err
+
+
+async def test_stream_start_without_capture_names_the_missing_service(nats_server: NatsServer, stream_id: str) -> None:
+    code, _, err = await _framecast("stream", "start", stream_id, env=dict(os.environ, FRAMECAST_NATS_URL=nats_server.url))
+    assert code == 1 and "no capture service is answering" in err
+
+
+async def test_capture_stdin_publishes_piped_frames(nats_server: NatsServer, bus: Bus, stream_id: str) -> None:
+    store = await StateStore.open(bus, "test")
+    pattern = TestPattern(320, 240)
+    data = b"".join(pattern.render(n, 1_700_000_000_000).tobytes() for n in range(1, 31))
+    async with RtspReceiver(width=320, height=240, path=stream_id) as rx:
+        encoder = EncoderSettings(nats_url=nats_server.url, mediamtx_rtsp=f"rtsp://127.0.0.1:{rx.port}",
+                                  publish_auth="none")
+        async with running("encoder", encoder, encoder_lifespan):
+            code, _, err = await _framecast("capture", "stdin", "--stream", stream_id, "--size", "320x240",
+                                            env=dict(os.environ, FRAMECAST_NATS_URL=nats_server.url), stdin=data)
+            assert code == 0, err
+            frames = await rx.wait_frames(5, timeout=10)
+            assert all(np.asarray(f.image).shape == (240, 320) for f in frames)
+    record = await wait_for_state(store, stream_id, S.STOPPED)
+    assert record.reason == "source ended"
+
+
+async def test_capture_stdin_short_final_frame_is_an_error(nats_server: NatsServer, bus: Bus, stream_id: str) -> None:
+    store = await StateStore.open(bus, "test")
+    data = bytes(320 * 240 * 3 * 2 + 1000)
+    code, _, err = await _framecast("capture", "stdin", "--stream", stream_id, "--size", "320x240",
+                                    env=dict(os.environ, FRAMECAST_NATS_URL=nats_server.url), stdin=data)
+    assert code == 1
+    assert "stdin ended in the middle of frame 3: got 1000 of 230400 bytes" in err
+    assert "Traceback" not in err
+    record = await wait_for_state(store, stream_id, S.FAILED)
+    assert "middle of frame 3" in record.reason
+
+
+def test_a_bad_variable_stops_a_service_with_one_line() -> None:
+    env = dict(os.environ, FRAMECAST_NATS_URL="not a url", FRAMECAST_MAX_STREAMS="lots")
+    result = subprocess.run([sys.executable, "-m", "framecast.encoder"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("framecast encoder: FRAMECAST_")
