@@ -51,6 +51,7 @@ class Bus:
     def __init__(self, nc: Client, client_id: str) -> None:
         self.nc = nc
         self.client_id = client_id
+        self.closing = False
         self._js: JetStreamContext | None = None
 
     @classmethod
@@ -60,9 +61,11 @@ class Bus:
         """Connect, retrying until ``connect_timeout``; reconnect forever once connected."""
         connected = False
         last_error = "no answer"
+        bus: Bus | None = None
 
         async def disconnected() -> None:
-            log.warning("disconnected from NATS; reconnecting", extra={"nats_url": url})
+            if bus is not None and not bus.closing:
+                log.warning("disconnected from NATS; reconnecting", extra={"nats_url": url})
 
         async def reconnected() -> None:
             log.info("reconnected to NATS", extra={"nats_url": url})
@@ -91,7 +94,8 @@ class Bus:
         except (asyncio.TimeoutError, OSError, nats.errors.NoServersError) as exc:
             raise NatsUnavailable(url, last_error if isinstance(exc, asyncio.TimeoutError) else str(exc)) from None
         connected = True
-        return cls(nc, client_id)
+        bus = cls(nc, client_id)
+        return bus
 
     @property
     def js(self) -> JetStreamContext:
@@ -212,6 +216,7 @@ class Bus:
 
     async def close(self) -> None:
         """Drain subscriptions and pending publishes, then close. Safe to call twice."""
+        self.closing = True
         if self.nc.is_closed or self.nc.is_draining:
             return
         try:

@@ -101,8 +101,17 @@ class StreamWorker:
         except BusError as exc:
             log.warning("could not record %s for %s: %s", state, self.stream_id, exc)
 
+    def _explain(self, reason: str) -> str:
+        """Say what an FFmpeg error means for the person reading the stream's state."""
+        server = self.service.settings.mediamtx_rtsp
+        if "Connection refused" in reason:
+            return f"MediaMTX is not reachable at {server} (connection refused); is it running?"
+        if "401 Unauthorized" in reason or "403 Forbidden" in reason:
+            return f"MediaMTX at {server} refused the publish token; check its authHTTPAddress and the auth service"
+        return reason
+
     async def _on_supervisor_event(self, event: SupervisorEvent) -> None:
-        reason = scrub(event.reason)
+        reason = self._explain(scrub(event.reason))
         record = await self.service.store.get(self.stream_id)
         state = record.state if record else None
         if self._ending and event.kind not in ("stopped", "failed"):

@@ -1,0 +1,76 @@
+"""``framecast up`` (what ``make demo`` runs): the stack starts, says what to open, shows the
+stream's state, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from framecast.devstack import mediamtx
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _read_until(stream: asyncio.StreamReader, pattern: str, seen: list[str], timeout: float) -> re.Match[str]:
+    async def scan() -> re.Match[str]:
+        while line := (await stream.readline()).decode():
+            seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+        raise AssertionError(f"framecast up ended before printing {pattern!r}:\n{''.join(seen)}")
+
+    try:
+        return await asyncio.wait_for(scan(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no {pattern!r} within {timeout} s:\n{''.join(seen)}") from None
+
+
+@pytest.mark.skipif(mediamtx.find_mediamtx() is not None, reason="checks the no-MediaMTX path; a binary is present")
+async def test_up_runs_the_stack_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    env = dict(
+        os.environ,
+        FRAMECAST_NATS_URL=f"nats://127.0.0.1:{_free_port()}",
+        FRAMECAST_GATEWAY_ADDR=f"127.0.0.1:{_free_port()}",
+        FRAMECAST_AUTH_ADDR=f"127.0.0.1:{_free_port()}",
+        FRAMECAST_MEDIAMTX_RTSP=f"rtsp://127.0.0.1:{_free_port()}",
+        FRAMECAST_LOG_DIR=str(tmp_path / "logs"),
+    )
+    env.pop("FRAMECAST_MEDIAMTX_BIN", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; from framecast.proto.cli import main; sys.exit(main(['up']))",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        store = (await _read_until(process.stdout, r"JetStream in (\S+)\)", seen, 30)).group(1)
+        await _read_until(process.stdout, r"framecast is running", seen, 60)
+        await _read_until(process.stdout, r"player\s+http://127\.0\.0\.1:\d+/\?key=\S+", seen, 5)
+        await _read_until(process.stdout, r"Fix: framecast mediamtx install", seen, 5)
+        stalled = await _read_until(process.stdout, r"cam1: (stalled|failed) \((.+)\)", seen, 60)
+        assert "MediaMTX is not reachable" in stalled.group(2) and "connection refused" in stalled.group(2)
+        pids = [int(p) for p in re.findall(r"pid (\d+)", "".join(seen))]
+        assert len(pids) == 4  # auth, gateway, encoder, capture
+        assert Path(store).is_dir()
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 60)
+    output = "".join(seen) + rest.decode()
+    assert process.returncode == 0, output
+    assert "Stopped; nothing left running." in output
+    assert "Traceback" not in output
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert not Path(store).exists(), "the JetStream directory was not removed"
+    assert not list(Path("/dev/shm").glob("framecast-cam1-*"))
