@@ -1,0 +1,1 @@
+"""framecast gateway: what browsers and operators see (stream API, live events, player page)."""
