@@ -50,7 +50,8 @@ class NatsServer:
         self.log_tail: list[str] = []
 
     async def start(self, timeout: float = 15.0) -> NatsServer:
-        self.store_dir = tempfile.mkdtemp(prefix="framecast-nats-")
+        if not self.store_dir:
+            self.store_dir = tempfile.mkdtemp(prefix="framecast-nats-")
         args = [find_nats_server(), "-a", self.host, "-p", str(self.port), "-js", "-sd", self.store_dir]
         if self.max_payload:
             config = Path(self.store_dir) / "server.conf"
@@ -84,7 +85,7 @@ class NatsServer:
             if match := _LISTENING.search(line):
                 port = int(match.group(2))
             if _READY in line and port:
-                self.port = port
+                self.port = port  # a restart reuses it
                 self.url = f"nats://{self.host}:{port}"
                 return
 
@@ -97,7 +98,12 @@ class NatsServer:
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
 
-    async def stop(self) -> None:
+    async def restart(self) -> None:
+        """Stop and start again on the same port with the same JetStream store."""
+        await self.stop(keep_store=True)
+        await self.start()
+
+    async def stop(self, *, keep_store: bool = False) -> None:
         """Terminate (then kill) the server and delete its store. Safe to call twice."""
         process, self._process = self._process, None
         if process is not None and process.returncode is None:
@@ -110,5 +116,6 @@ class NatsServer:
         if self._log_task is not None:
             self._log_task.cancel()
             self._log_task = None
-        if self.store_dir and os.path.isdir(self.store_dir):
+        if self.store_dir and not keep_store:
             shutil.rmtree(self.store_dir, ignore_errors=True)
+            self.store_dir = ""
