@@ -59,14 +59,14 @@ def _download(url: str) -> bytes:
         raise MediaMTXInstallError(f"could not download {url}: {exc}") from None
 
 
-def install() -> Path:
+def install(releases: str = RELEASES) -> Path:
     """Download the pinned release, verify its SHA-256 against the published checksums, unpack."""
     asset = _asset()
-    sums = _download(f"{RELEASES}/{VERSION}/checksums.sha256").decode()
+    sums = _download(f"{releases}/{VERSION}/checksums.sha256").decode()
     expected = next((line.split()[0] for line in sums.splitlines() if line.strip().endswith(asset)), None)
     if expected is None:
         raise MediaMTXInstallError(f"{asset} is not listed in the release's checksums.sha256")
-    archive = _download(f"{RELEASES}/{VERSION}/{asset}")
+    archive = _download(f"{releases}/{VERSION}/{asset}")
     actual = hashlib.sha256(archive).hexdigest()
     if actual != expected:
         raise MediaMTXInstallError(f"checksum mismatch for {asset}: expected {expected}, got {actual}")
