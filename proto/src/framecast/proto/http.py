@@ -1,49 +1,70 @@
 """Serving an ASGI app (auth, gateway) with uvicorn inside a framecast service lifespan.
 
-The service runtime owns the signals, so uvicorn's own handlers are switched off; the server
-runs as a child task and leaving the context shuts it down gracefully. Imported only by the
-services that depend on uvicorn.
+The socket is bound first, so a busy address is one clear line rather than a traceback, and
+uvicorn's own signal handlers are off: the service runtime owns SIGINT and SIGTERM. Leaving
+the context stops the server gracefully (open streaming responses are cut after a grace
+period). Imported only by the services that depend on uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from .errors import BusError
 from .settings import parse_address
 
+SHUTDOWN_GRACE_S = 3.0
 
-class HttpServerError(BusError):
-    """The HTTP server could not start (typically: the address is in use)."""
+
+def listen(address: str, variable: str) -> socket.socket:
+    """A listening socket on ``address``; exits with one line naming ``variable`` if it is busy."""
+    host, port = parse_address(address)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"framecast: cannot listen on {address}: {exc.strerror or exc}; stop what uses it or set {variable}") \
+            from None
+    sock.setblocking(False)
+    return sock
 
 
 @contextlib.asynccontextmanager
-async def http_server(app: Any, address: str, *, name: str) -> AsyncIterator[Any]:
-    """Run ``app`` on ``address`` (host:port) until the context exits; yields the uvicorn server."""
-    import uvicorn  # noqa: PLC0415 - only services with an HTTP API have it
+async def http_server(
+    app: Any, address: str, *, variable: str, before_stop: Callable[[], None] | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` on ``address`` until the context exits; yields the base URL."""
+    import uvicorn  # noqa: PLC0415 - only services with an HTTP API depend on it
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    host, port = parse_address(address)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5, server_header=False)
-    server = Server(config)
-    task = asyncio.create_task(server.serve(), name=f"{name}-http")
-    while not server.started:
-        if task.done():
-            with contextlib.suppress(SystemExit, Exception):
-                task.result()
-            raise HttpServerError(f"{name} could not listen on {address} (in use?); set its address variable")
-        await asyncio.sleep(0.02)
+    sock = listen(address, variable)
+    server = Server(uvicorn.Config(app, lifespan="on", log_config=None, log_level="warning", access_log=False,
+                                   server_header=False, timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S)))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    host, port = sock.getsockname()[:2]
     try:
-        yield server
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+        yield f"http://{f'[{host}]' if ':' in host else host}:{port}"
     finally:
         server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, SystemExit):
-            await task
+        if before_stop is not None:
+            before_stop()
+        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE_S + 2)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        sock.close()

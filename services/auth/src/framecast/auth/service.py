@@ -137,8 +137,8 @@ async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]
         await bus.subscribe(subjects.AUTH_TOKEN_ISSUE, TokenRequest, service.on_issue, queue=subjects.AUTH_QUEUE)
         app = create_app(keystore, service.verifier, revocations.__contains__, service.audit, FailureLimiter(),
                          ready=lambda: bus.nc.is_connected)
-        async with http_server(app, settings.auth_addr, name="auth"):
-            log.info("auth hook on http://%s/mediamtx/auth, keys in %s", settings.auth_addr, keystore.directory)
+        async with http_server(app, settings.auth_addr, variable="FRAMECAST_AUTH_ADDR") as url:
+            log.info("auth hook on %s/mediamtx/auth, keys in %s", url, keystore.directory)
             yield service
     finally:
         await bus.close()

@@ -128,7 +128,10 @@ def open_source(source: AnySource, fmt: VideoFormat) -> FrameSource:
     """The frame source for a ``StartStream`` request's source description."""
     match source:
         case TestPatternSource():
-            return TestPatternFrames(fmt)
+            try:
+                return TestPatternFrames(fmt)
+            except ValueError as exc:  # too small to carry the timestamp blocks
+                raise SourceError(f"test pattern: {exc}") from None
         case FileSource(path=path, loop=loop):
             if not os.path.isfile(path):
                 raise SourceError(f"file source: {path} does not exist or is not a file")

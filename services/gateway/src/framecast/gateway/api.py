@@ -1,0 +1,364 @@
+"""The gateway's HTTP routes: streams and their state, start and stop, playback, live events, health.
+
+Reads come from the in-memory ``StateView``; starting and stopping are requests to the capture
+service and playback tokens requests to the auth service, both over NATS. Every route under
+/api needs an authenticated viewer whose identity covers the stream it names. Errors are raised
+as typed exceptions and turned into problem documents in one place (``app.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.response import ServerSentEvent
+
+from framecast.proto import subjects
+from framecast.proto.bus import Bus
+from framecast.proto.messages import (
+    STREAM_ID_PATTERN,
+    Accepted,
+    AnySource,
+    DeviceSource,
+    Dimension,
+    FileSource,
+    Fps,
+    StartStream,
+    StopStream,
+    StreamId,
+    StreamRecord,
+    TestPatternSource,
+    TokenIssued,
+    TokenRequest,
+    TransportKind,
+    UrlSource,
+    VideoFormat,
+)
+from framecast.proto.states import StreamState
+from framecast.proto.store import StateStore
+
+from .events import MediaMTXStatus, StateView, event_stream, last_sequence
+from .settings import GatewaySettings
+from .viewers import Authenticator, NotAllowed, Viewer
+
+__all__ = [
+    "Gateway",
+    "Playback",
+    "Problem",
+    "Readiness",
+    "StartRequest",
+    "StreamView",
+    "api_router",
+    "health_routes",
+]
+
+READ_YOUR_WRITES_S = 1.0
+"""After a start or stop, wait this long at most for the view to show it, so that the caller's
+next GET sees its own change."""
+
+StreamIdInPath = Annotated[
+    str, PathParameter(pattern=STREAM_ID_PATTERN, description="1-64 letters, digits, '_' or '-'.")
+]
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """What the routes work with; built by the service's lifespan (or a test)."""
+
+    bus: Bus
+    store: StateStore
+    view: StateView
+    authenticator: Authenticator
+    settings: GatewaySettings
+
+    @property
+    def ready(self) -> bool:
+        return self.bus.nc.is_connected and self.view.loaded
+
+
+GatewayDep = NamedDependency[Gateway]
+ViewerDep = NamedDependency[Viewer]
+
+
+# ----- JSON shapes ------------------------------------------------------------------------------
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """An RFC 9457 problem document (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+
+
+class StatsView(msgspec.Struct, kw_only=True):
+    """The encoder's latest report on a stream (sent about every two seconds)."""
+
+    encoder_id: str
+    fps_in: float
+    fps_out: float
+    dropped: int
+    repeated: int
+    restarts: int
+    frames_in: int
+    frames_out: int
+    bitrate_kbps: float
+    speed: float
+    at: float
+
+
+class StreamView(msgspec.Struct, kw_only=True):
+    """One stream: its lifecycle state from the state bucket, the encoder's numbers, and what
+    MediaMTX reports (``mediamtx`` says whether that part could be read at all)."""
+
+    stream_id: str
+    state: StreamState
+    reason: str
+    source: AnySource | None
+    format: VideoFormat | None
+    encoder_id: str
+    encoder_kind: str
+    stats: StatsView | None
+    readers: int
+    codec: str
+    profile: str
+    mediamtx: MediaMTXStatus
+    updated_at: float
+
+
+class StartRequest(msgspec.Struct, kw_only=True):
+    """What to start: a stream id, a frame source that capture can run, and the frame format."""
+
+    stream_id: StreamId
+    source: TestPatternSource | FileSource | UrlSource | DeviceSource
+    width: Dimension
+    height: Dimension
+    fps: Fps = 30
+    transport: TransportKind = "shm"
+
+
+class Playback(msgspec.Struct, kw_only=True):
+    """Where a browser plays the stream, and the token it sends (a secret until ``expires_at``)."""
+
+    whep_url: str
+    hls_url: str
+    token: str
+    expires_at: float
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    status: Literal["ready", "not ready"]
+    nats: Literal["connected", "disconnected"]
+    state: Literal["loaded", "loading"]
+    mediamtx: MediaMTXStatus
+    detail: str = ""
+
+
+def stream_view(record: StreamRecord, view: StateView) -> StreamView:
+    stats = view.stats.get(record.stream_id)
+    health = view.paths.get(record.stream_id)
+    return StreamView(
+        stream_id=record.stream_id,
+        state=record.state,
+        reason=record.reason,
+        source=_public(record.source),
+        format=record.format,
+        encoder_id=record.encoder_id,
+        encoder_kind=record.encoder_kind,
+        stats=None if stats is None else StatsView(
+            encoder_id=stats.encoder_id, fps_in=stats.fps_in, fps_out=stats.fps_out, dropped=stats.dropped,
+            repeated=stats.repeated, restarts=stats.restarts, frames_in=stats.frames_in,
+            frames_out=stats.frames_out, bitrate_kbps=stats.bitrate_kbps, speed=stats.speed, at=stats.at,
+        ),
+        readers=health.readers if health else 0,
+        codec=health.codec if health else "",
+        profile=health.profile if health else "",
+        mediamtx=view.mediamtx,
+        updated_at=record.updated_at,
+    )
+
+
+def _public(source: AnySource | None) -> AnySource | None:
+    """A camera URL without its credentials and query (either may hold a password or token)."""
+    if not isinstance(source, UrlSource):
+        return source
+    parts = urlsplit(source.url)
+    host = parts.netloc.rpartition("@")[2]
+    return UrlSource(url=urlunsplit((parts.scheme, host, parts.path, "", "")))
+
+
+def _problems(*statuses: int) -> dict[int, ResponseSpec]:
+    return {
+        status: ResponseSpec(Problem, description=DESCRIPTIONS[status], generate_examples=False,
+                             media_type="application/problem+json")
+        for status in statuses
+    }
+
+
+DESCRIPTIONS = {
+    400: "The request is malformed; `detail` names the field.",
+    401: "No credentials, or credentials that are not accepted (see WWW-Authenticate).",
+    403: "The caller's identity does not cover this stream.",
+    404: "No such stream.",
+    409: "The stream is in a state that does not allow this (e.g. already running).",
+    502: "The service that answers this (capture or auth) failed; the details are in its log.",
+    503: "A service this needs (capture, auth, NATS, the identity provider) is not answering.",
+}
+
+
+# ----- /api ----------------------------------------------------------------------------------------
+
+
+async def provide_viewer(request: Request[Any, Any, Any], gateway: GatewayDep) -> Viewer:
+    return await gateway.authenticator.authenticate(request.headers)
+
+
+def _allowed(viewer: Viewer, stream_id: str) -> None:
+    if not viewer.may_watch(stream_id):
+        raise NotAllowed(viewer, stream_id)
+
+
+def _record(gateway: Gateway, viewer: Viewer, stream_id: str) -> StreamRecord:
+    _allowed(viewer, stream_id)
+    record = gateway.view.records.get(stream_id)
+    if record is None:
+        raise NotFoundException(detail=f"there is no stream {stream_id!r}; GET /api/streams lists them")
+    return record
+
+
+async def _settled(gateway: Gateway, stream_id: str, before: StreamRecord | None, after: StreamRecord) -> None:
+    """Wait (briefly) until the view has the change that ``after`` records."""
+    if before != after:
+        await gateway.view.wait_for(lambda: gateway.view.records.get(stream_id) is not before, READ_YOUR_WRITES_S)
+
+
+@get("/streams", summary="Every stream the caller may watch", responses=_problems(401, 503))
+async def list_streams(gateway: GatewayDep, viewer: ViewerDep) -> list[StreamView]:
+    records = sorted(gateway.view.records.values(), key=lambda r: r.stream_id)
+    return [stream_view(r, gateway.view) for r in records if viewer.may_watch(r.stream_id)]
+
+
+@get("/streams/{stream_id:str}", summary="One stream", responses=_problems(400, 401, 403, 404, 503))
+async def get_stream(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamIdInPath) -> StreamView:
+    return stream_view(_record(gateway, viewer, stream_id), gateway.view)
+
+
+@post("/streams", summary="Start a stream (capture runs its source)", status_code=202,
+      responses=_problems(400, 401, 403, 409, 502, 503))
+async def start_stream(gateway: GatewayDep, viewer: ViewerDep, data: JSONBody[StartRequest]) -> StreamView:
+    _allowed(viewer, data.stream_id)
+    request = StartStream(
+        stream_id=data.stream_id,
+        source=data.source,
+        format=VideoFormat(width=data.width, height=data.height, fps=data.fps),
+        transport=data.transport,
+    )
+    before = gateway.view.records.get(data.stream_id)
+    reply = await gateway.bus.request(subjects.STREAM_START, request, Accepted, service="capture",
+                                      timeout=gateway.settings.gateway_request_timeout_s)
+    await _settled(gateway, data.stream_id, before, reply.stream)
+    return stream_view(reply.stream, gateway.view)
+
+
+@delete("/streams/{stream_id:str}", summary="Stop a stream", status_code=202,
+        responses=_problems(400, 401, 403, 404, 409, 502, 503))
+async def stop_stream(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamIdInPath) -> StreamView:
+    _allowed(viewer, stream_id)
+    before = gateway.view.records.get(stream_id)
+    reply = await gateway.bus.request(
+        subjects.STREAM_STOP, StopStream(stream_id=stream_id, reason=f"stop requested by {viewer.subject}"),
+        Accepted, service="capture", timeout=gateway.settings.gateway_request_timeout_s,
+    )
+    await _settled(gateway, stream_id, before, reply.stream)
+    return stream_view(reply.stream, gateway.view)
+
+
+@post("/streams/{stream_id:str}/playback", summary="URLs and a viewer token to play a stream",
+      status_code=200, responses=_problems(400, 401, 403, 404, 502, 503))
+async def playback(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamIdInPath) -> Response[Playback]:
+    _record(gateway, viewer, stream_id)
+    issued = await gateway.bus.request(
+        subjects.AUTH_TOKEN_ISSUE,
+        TokenRequest(role="viewer", stream_id=stream_id, subject=viewer.subject),
+        TokenIssued, service="auth", timeout=gateway.settings.gateway_request_timeout_s,
+    )
+    settings = gateway.settings
+    return Response(
+        Playback(
+            whep_url=f"{settings.public_whep_base.rstrip('/')}/{stream_id}/whep",
+            hls_url=f"{settings.public_hls_base.rstrip('/')}/{stream_id}/index.m3u8",
+            token=issued.token,
+            expires_at=issued.expires_at,
+        ),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@get("/events", summary="Live events: `transition` (with a resumable id) and `stats`",
+     media_type="text/event-stream", responses=_problems(400, 401, 403, 503))
+async def events(
+    gateway: GatewayDep,
+    viewer: ViewerDep,
+    stream: Annotated[
+        str | None, QueryParameter(pattern=STREAM_ID_PATTERN, description="Only this stream's events.")
+    ] = None,
+    last_event_id: Annotated[
+        str | None, HeaderParameter(name="Last-Event-ID", description="Resume after this event id.")
+    ] = None,
+) -> ServerSentEvent:
+    if stream is not None:
+        _allowed(viewer, stream)
+    if last_event_id is None:
+        after = await last_sequence(gateway.bus)
+    elif last_event_id.isdigit() and last_event_id.isascii():
+        after = int(last_event_id)
+    else:
+        raise ClientException(detail="Last-Event-ID must be the id of an event this API sent (a number)")
+    return ServerSentEvent(
+        event_stream(gateway.view, gateway.store, viewer, stream_id=stream, after=after,
+                     keepalive_s=gateway.settings.gateway_keepalive_s)
+    )
+
+
+def api_router() -> Router:
+    return Router(
+        "/api",
+        route_handlers=[list_streams, get_stream, start_stream, stop_stream, playback, events],
+        dependencies={"viewer": Provide(provide_viewer)},
+        security=[{"bearer": []}, {"apiKey": []}],
+        tags=["streams"],
+    )
+
+
+# ----- probes ---------------------------------------------------------------------------------------
+
+
+@get("/healthz", summary="The gateway process answers", tags=["health"])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="NATS connected and the stream states loaded", tags=["health"],
+     responses={503: ResponseSpec(Readiness, description="Not ready; see the fields.", generate_examples=False)})
+async def readyz(gateway: GatewayDep) -> Response[Readiness]:
+    view = gateway.view
+    connected = gateway.bus.nc.is_connected
+    readiness = Readiness(
+        status="ready" if gateway.ready else "not ready",
+        nats="connected" if connected else "disconnected",
+        state="loaded" if view.loaded else "loading",
+        mediamtx=view.mediamtx,
+        detail=view.mediamtx_problem,
+    )
+    return Response(readiness, status_code=200 if gateway.ready else 503)
+
+
+health_routes = [healthz, readyz]
