@@ -20,6 +20,7 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -176,12 +177,11 @@ class RtspReceiver:
         await self._wait(lambda: self.received >= n, timeout, f"{n} frames (got {self.received})")
         return list(self.frames)
 
-    async def _wait(self, predicate: object, timeout: float, what: str) -> None:
-        assert callable(predicate)
+    async def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         async with self._changed:
             try:
                 await asyncio.wait_for(
-                    self._changed.wait_for(lambda: bool(predicate()) or self._error is not None),
+                    self._changed.wait_for(lambda: predicate() or self._error is not None),
                     timeout,
                 )
             except TimeoutError:

@@ -18,6 +18,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 
 from framecast.proto.messages import AnySource, DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
+from framecast.proto.ffmpeg import find_ffmpeg, scrub
 from framecast.proto.pattern import TestPattern
 from framecast.proto.procs import die_with_parent
 
@@ -106,22 +107,13 @@ class FFmpegFrames(PipeFrames):
         if not more and self._process.wait() != 0:
             assert self._process.stderr is not None
             detail = self._process.stderr.read().decode(errors="replace").strip().splitlines()
-            raise SourceError(f"{self._what}: FFmpeg failed: {detail[-1] if detail else 'no output'}")
+            raise SourceError(f"{self._what}: FFmpeg failed: {scrub(detail[-1]) if detail else 'no output'}")
         return more
 
     def close(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
-
-
-def ffmpeg_exe() -> str:
-    """FFmpeg: FRAMECAST_FFMPEG if set, else the binary shipped in the imageio-ffmpeg wheel."""
-    if exe := os.environ.get("FRAMECAST_FFMPEG"):
-        return exe
-    import imageio_ffmpeg  # noqa: PLC0415 - only the FFmpeg-backed sources need it
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def open_source(source: AnySource, fmt: VideoFormat) -> FrameSource:
@@ -136,13 +128,13 @@ def open_source(source: AnySource, fmt: VideoFormat) -> FrameSource:
             if not os.path.isfile(path):
                 raise SourceError(f"file source: {path} does not exist or is not a file")
             looping = ["-stream_loop", "-1"] if loop else []
-            return FFmpegFrames(ffmpeg_exe(), [*looping, "-re", "-i", path], fmt, f"file {path}")
+            return FFmpegFrames(find_ffmpeg(), [*looping, "-re", "-i", path], fmt, f"file {path}")
         case UrlSource(url=url):
             transport = ["-rtsp_transport", "tcp"] if url.startswith("rtsp") else []
-            return FFmpegFrames(ffmpeg_exe(), [*transport, "-i", url], fmt, "camera URL")
+            return FFmpegFrames(find_ffmpeg(), [*transport, "-i", url], fmt, "camera URL")
         case DeviceSource(device=device):
             args = ["-f", "v4l2", "-framerate", str(fmt.fps), "-video_size", f"{fmt.width}x{fmt.height}", "-i", device]
-            return FFmpegFrames(ffmpeg_exe(), args, fmt, f"device {device}")
+            return FFmpegFrames(find_ffmpeg(), args, fmt, f"device {device}")
     raise SourceError(f"frames of a {type(source).__name__} are pushed by the SDK, not read by capture")
 
 

@@ -15,9 +15,10 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from framecast.proto.ffmpeg import scrub, strip_log_prefix
 from framecast.proto.messages import VideoFormat
 
-from .ffmpeg import EncoderError, scrub, strip_log_prefix
+from .errors import EncoderError
 from .profiles import build_probe_command, profile_for
 
 log = logging.getLogger(__name__)

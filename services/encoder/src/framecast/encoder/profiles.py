@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from framecast.proto.messages import VideoFormat
 
-from .ffmpeg import EncoderError
+from .errors import EncoderError
 
 SOFTWARE_ENCODER = "libx264"
 VAAPI_DEVICE = "/dev/dri/renderD128"

@@ -209,6 +209,13 @@ class Pump:
     # ----- the pump thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._pump()
+        except Exception as exc:  # a broken reader must not die silently in its thread
+            log.exception("%s: the frame pump failed", self._name)
+            self._emit("producer_lost", f"the frame reader failed: {type(exc).__name__}: {exc}")
+
+    def _pump(self) -> None:
         reader = self._reader
         next_slot = time.monotonic()
         next_heartbeat = next_slot + self._heartbeat_s

@@ -36,7 +36,7 @@ from framecast.proto.settings import CommonSettings, Url
 from framecast.proto.states import ACTIVE
 from framecast.proto.store import StateStore
 
-from .ffmpeg import find_ffmpeg
+from framecast.proto.ffmpeg import find_ffmpeg
 from .probe import probe
 from .profiles import SOFTWARE_ENCODER
 from .worker import StreamWorker, WorkerError, publish_stats

@@ -42,7 +42,7 @@ from typing import Literal
 
 from framecast.proto.messages import VideoFormat
 
-from .ffmpeg import scrub, strip_log_prefix
+from framecast.proto.ffmpeg import scrub, strip_log_prefix
 from .profiles import SOFTWARE_ENCODER, build_command, is_runtime_failure
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from framecast.proto.errors import BusError
 from framecast.proto.messages import NatsTransport, ShmTransport, StreamAnnounce, StreamStats
 from framecast.proto.states import ACTIVE, IllegalTransition, StreamState
 
-from .ffmpeg import scrub
+from framecast.proto.ffmpeg import scrub
 from .pump import Pump, PumpEvent
 from .supervisor import Supervisor, SupervisorEvent, SupervisorPolicy
 

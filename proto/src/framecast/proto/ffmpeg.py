@@ -1,5 +1,7 @@
 """Where the FFmpeg binary is, and how to keep secrets out of everything FFmpeg says.
 
+Shared by capture (its decoding sources) and the encoder.
+
 FFmpeg echoes its output URL in error messages, and framecast's publish URL carries a
 MediaMTX token (as a ``token=`` query value or as the RTSP password). Every FFmpeg line
 that reaches a log, an event or an exception goes through :func:`scrub` first.
@@ -37,11 +39,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 _LOG_PREFIX = re.compile(r"^(?:\[[^\]]*@ 0x[0-9a-f]+\]\s*)+")
 
 
-class EncoderError(Exception):
-    """Base of every error raised by framecast.encoder."""
-
-
-class FFmpegNotFound(EncoderError):
+class FFmpegNotFound(Exception):
     """No usable FFmpeg binary: ``tried`` names what was looked for and where."""
 
     def __init__(self, tried: str) -> None:
