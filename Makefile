@@ -19,6 +19,7 @@ demo: install
 	$(BIN)/framecast up
 
 test: install
+	$(BIN)/ruff check proto services tests bench conftest.py
 	$(BIN)/python -m pytest
 
 bench: install

@@ -32,7 +32,7 @@ async def _read_until(stream: asyncio.StreamReader, pattern: str, seen: list[str
 
     try:
         return await asyncio.wait_for(scan(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AssertionError(f"no {pattern!r} within {timeout} s:\n{''.join(seen)}") from None
 
 

@@ -30,7 +30,7 @@ async def test_bus_and_state_survive_a_nats_restart(stream_id: str) -> None:
                 await bus.publish(f"test.{stream_id}", StreamEnd(stream_id=stream_id, reason="after restart"))
                 try:
                     return await asyncio.wait_for(received.get(), 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
 
         message = await asyncio.wait_for(published_after_reconnect(), 20)

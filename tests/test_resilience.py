@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import framecast.capture
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import EncoderSettings

@@ -7,7 +7,6 @@ receiver and their pattern stamps checked.
 from __future__ import annotations
 
 import numpy as np
-
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 

@@ -49,7 +49,7 @@ async def wait_for_state(store: StateStore, stream_id: str, *states: StreamState
 
     try:
         return await asyncio.wait_for(watch(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AssertionError(f"{stream_id} never reached {[s.value for s in states]}; last: {last}") from None
 
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from framecast.proto.ffmpeg import find_ffmpeg
+
 from framecast.encoder.pump import Pump
 from framecast.encoder.supervisor import Supervisor, SupervisorPolicy
+from framecast.proto.ffmpeg import find_ffmpeg
 from framecast.proto.messages import VideoFormat
-
 from tests.support.rtsp import RtspReceiver
 
 FORMAT = VideoFormat(width=320, height=240, fps=30, pix_fmt="bgr24")

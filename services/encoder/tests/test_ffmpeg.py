@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from framecast.proto.ffmpeg import FFMPEG_ENV, FFmpegNotFound, find_ffmpeg, scrub
 
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from framecast.encoder.probe import (
     EncoderUnavailable,
     NoUsableEncoder,
@@ -13,7 +14,6 @@ from framecast.encoder.probe import (
     probe,
 )
 from framecast.proto.messages import VideoFormat
-
 from tests.support.rtsp import RtspReceiver
 
 CANDIDATES = ("h264_nvenc", "h264_qsv", "libx264")

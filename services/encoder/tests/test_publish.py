@@ -6,7 +6,6 @@ import itertools
 from pathlib import Path
 
 from framecast.proto.messages import VideoFormat
-
 from tests.support.rtsp import RtspReceiver, decode_frames, h264_profiles
 
 

@@ -9,6 +9,7 @@ import threading
 import tracemalloc
 
 import numpy as np
+
 from framecast.encoder.pump import PIPE_SIZE, Pump
 from framecast.proto.messages import VideoFormat
 

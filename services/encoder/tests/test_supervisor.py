@@ -11,7 +11,6 @@ from pathlib import Path
 
 from framecast.encoder.supervisor import SupervisorPolicy
 from framecast.proto.messages import VideoFormat
-
 from tests.support.rtsp import RtspReceiver, free_port
 
 TOKEN = "s3cr3t-T0KEN"

@@ -20,10 +20,10 @@ import pytest
 
 from framecast.devstack.nats import NatsServer
 from framecast.gateway.service import GatewayService, lifespan
-from framecast.proto.http import SHUTDOWN_GRACE_S
 from framecast.gateway.settings import GatewaySettings
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
+from framecast.proto.http import SHUTDOWN_GRACE_S
 from framecast.proto.messages import StreamStats
 from framecast.proto.runtime import Runtime
 from framecast.proto.states import StreamState

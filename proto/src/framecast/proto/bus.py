@@ -91,7 +91,7 @@ class Bus:
                 ),
                 connect_timeout,
             )
-        except (asyncio.TimeoutError, OSError, nats.errors.NoServersError) as exc:
+        except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
             raise NatsUnavailable(url, last_error if isinstance(exc, asyncio.TimeoutError) else str(exc)) from None
         connected = True
         bus = cls(nc, client_id)
@@ -221,5 +221,5 @@ class Bus:
             return
         try:
             await self.nc.drain()
-        except (NatsTimeout, asyncio.TimeoutError, nats.errors.ConnectionClosedError):
+        except (TimeoutError, NatsTimeout, nats.errors.ConnectionClosedError):
             await self.nc.close()

@@ -175,7 +175,7 @@ async def _wait_for(events, goal: set[StreamState], timeout: float) -> int:  # t
 
     try:
         return await asyncio.wait_for(follow(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         print(f"framecast: still not {'/'.join(sorted(goal))} after {timeout:g} s", file=sys.stderr)
         return 1
 

@@ -92,7 +92,7 @@ async def _health_server(runtime: Runtime[Any], address: str) -> asyncio.Server:
                 "connection: close\r\n\r\n".encode() + body
             )
             await writer.drain()
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
         finally:
             writer.close()

@@ -279,7 +279,7 @@ class Producer:
             try:
                 await asyncio.wait_for(self.wait_stopped(), STOP_WAIT_S)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("encoder %s did not confirm the end of %s", self.encoder_id, self.stream_id)
         with contextlib.suppress(IllegalTransition):
             await self.store.transition(self.stream_id, StreamState.STOPPED, reason=reason)

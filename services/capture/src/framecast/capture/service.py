@@ -110,7 +110,7 @@ class CaptureService:
 
         try:
             await asyncio.wait_for(stopped(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(IllegalTransition, BusError):
                 await self.store.transition(stream_id, StreamState.STOPPED, reason="stopped (no producer answered)")
 

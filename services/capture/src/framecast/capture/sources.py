@@ -17,8 +17,8 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from framecast.proto.messages import AnySource, DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
 from framecast.proto.ffmpeg import find_ffmpeg, scrub
+from framecast.proto.messages import AnySource, DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
 from framecast.proto.pattern import TestPattern
 from framecast.proto.procs import die_with_parent
 
@@ -164,7 +164,7 @@ async def run_source(producer: Producer, frames: FrameSource, *, paced: bool = T
                     try:
                         await asyncio.wait_for(producer.stop_requested.wait(), delay)
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 next_at = max(next_at + interval, loop.time() - interval)
             if not await asyncio.to_thread(read_and_write):

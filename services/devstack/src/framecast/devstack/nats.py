@@ -7,7 +7,6 @@ port (tests) or the default one (the dev stack) without guessing.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import signal
@@ -67,7 +66,7 @@ class NatsServer:
         )
         try:
             await asyncio.wait_for(self._wait_ready(), timeout)
-        except (asyncio.TimeoutError, NatsServerError):
+        except (TimeoutError, NatsServerError):
             tail = "\n".join(self.log_tail[-10:])
             await self.stop()
             raise NatsServerError(f"nats-server did not become ready:\n{tail}") from None
@@ -110,7 +109,7 @@ class NatsServer:
             process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
         if self._log_task is not None:

@@ -21,6 +21,7 @@ from opentelemetry import metrics
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
+from framecast.proto.ffmpeg import find_ffmpeg
 from framecast.proto.messages import (
     ClaimAccepted,
     EncoderHeartbeat,
@@ -36,7 +37,6 @@ from framecast.proto.settings import CommonSettings, Url
 from framecast.proto.states import ACTIVE
 from framecast.proto.store import StateStore
 
-from framecast.proto.ffmpeg import find_ffmpeg
 from .probe import probe
 from .profiles import SOFTWARE_ENCODER
 from .worker import StreamWorker, WorkerError, publish_stats

@@ -168,7 +168,7 @@ async def event_stream(
             while not view.closing:
                 try:
                     item = await asyncio.wait_for(queue.get(), keepalive_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if pump.done():  # the consumer failed: end the stream, the client reconnects
                         log.warning("event stream ends: %s", pump.exception() or "the events consumer closed")
                         return

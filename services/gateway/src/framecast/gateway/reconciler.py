@@ -79,5 +79,5 @@ class Reconciler:
             await self.store.transition(stream_id, state, reason=reason, only_from=frozenset({only_from}))
         except IllegalTransition:
             log.debug("stream %s moved on before the reconciler could mark it %s", stream_id, state)
-        except (BusError, nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, BusError, nats.errors.Error) as exc:
             log.warning("cannot mark stream %s %s: %s", stream_id, state, exc or type(exc).__name__)
