@@ -29,6 +29,7 @@ from framecast.proto.messages import (
     StreamAnnounce,
     StreamControl,
     StreamEnd,
+    StreamStats,
     TokenIssued,
     TokenRequest,
 )
@@ -39,7 +40,7 @@ from framecast.proto.store import StateStore
 
 from .probe import probe
 from .profiles import SOFTWARE_ENCODER
-from .worker import StreamWorker, WorkerError, publish_stats
+from .worker import StreamWorker, WorkerError
 
 log = logging.getLogger("framecast.encoder")
 HARDWARE = ("h264_nvenc", "h264_qsv", "h264_vaapi", "h264_videotoolbox")
@@ -89,10 +90,25 @@ class EncoderService:
         self._dropped = meter.create_counter("framecast.encoder.dropped", unit="{frame}",
                                              description="frames skipped because the encoder lagged")
         meter.create_observable_gauge("framecast.encoder.streams", [self._observe_streams], unit="{stream}")
+        for name, unit, field in (("fps_out", "{frame}/s", "fps_out"), ("fps_in", "{frame}/s", "fps_in"),
+                                  ("bitrate", "kbit/s", "bitrate_kbps"), ("speed", "1", "speed"),
+                                  ("restarts", "{restart}", "restarts")):
+            meter.create_observable_gauge(f"framecast.encoder.stream.{name}", [self._observer(field)], unit=unit)
         self._counted: dict[str, tuple[int, int]] = {}
+        self.latest: dict[str, StreamStats] = {}
 
     def _observe_streams(self, _options: object) -> list[metrics.Observation]:
         return [metrics.Observation(len(self.workers), {"encoder.id": self.instance})]
+
+    def _observer(self, field: str) -> Callable[[object], list[metrics.Observation]]:
+        """A gauge callback reporting ``field`` of each stream's latest statistics."""
+
+        def observe(_options: object) -> list[metrics.Observation]:
+            return [metrics.Observation(getattr(stats, field), {"stream.id": stream_id,
+                                                                "encoder.kind": stats.encoder_kind})
+                    for stream_id, stats in list(self.latest.items())]
+
+        return observe
 
     @property
     def hw_sessions_left(self) -> int | None:
@@ -146,6 +162,7 @@ class EncoderService:
         if self.workers.get(worker.stream_id) is worker:
             del self.workers[worker.stream_id]
             self._counted.pop(worker.stream_id, None)
+            self.latest.pop(worker.stream_id, None)
 
     async def on_control(self, message: StreamControl, msg: Msg) -> None:
         if isinstance(message, StreamEnd) and (worker := self.workers.get(message.stream_id)):
@@ -189,8 +206,9 @@ class EncoderService:
         while True:
             await asyncio.sleep(self.settings.stats_s)
             for worker in list(self.workers.values()):
+                self.latest[worker.stream_id] = stats_message = worker.stats()
                 with contextlib.suppress(BusError):
-                    await publish_stats(worker)
+                    await self.bus.publish(subjects.stats(worker.stream_id), stats_message)
                 stats = worker.pump.stats if worker.pump else None
                 if stats is None:
                     continue

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from framecast.capture.nats_transport import NatsFrameReader
 from framecast.capture.ring import RingOpenError, RingReader
-from framecast.proto import subjects
 from framecast.proto.errors import BusError
 from framecast.proto.ffmpeg import scrub
 from framecast.proto.messages import NatsTransport, ShmTransport, StreamAnnounce, StreamStats
@@ -219,7 +218,3 @@ class StreamWorker:
             speed=progress.speed if progress else 0.0,
             at=time.time(),
         )
-
-
-async def publish_stats(worker: StreamWorker) -> None:
-    await worker.service.bus.publish(subjects.stats(worker.stream_id), worker.stats())
