@@ -123,7 +123,7 @@ class StreamWorker:
             case "stalled":
                 await self._move(S.STALLED, reason)
             case "restarting":
-                retry = f"; retrying in {event.backoff_s:.1f} s" if event.backoff_s else "; retrying now"
+                retry = f" (retrying in {event.backoff_s:.1f} s)" if event.backoff_s else " (retrying now)"
                 if state in (S.STARTING, S.PUBLISHING, S.LIVE):
                     await self._move(S.STALLED, reason + retry)
                 elif state is S.STALLED:
@@ -132,7 +132,7 @@ class StreamWorker:
                 await self.service.store.update(self.stream_id, encoder_kind=event.encoder, reason=reason,
                                                 only_in=ACTIVE)
             case "failed":
-                await self._move(S.FAILED, reason)
+                await self._move(S.FAILED, reason if reason.startswith("gave up") else f"gave up: {reason}")
                 self.service.release(self)
                 if not self._ending:
                     self._shutdown_task = asyncio.create_task(self.shutdown())
