@@ -71,6 +71,8 @@ def test_sync_sdk_rejects_wrong_frames_with_expected_and_received(nats_server: N
         with pytest.raises(FrameFormatError):
             stream.send(np.zeros((H, W), np.uint8))
         assert stream.send(np.zeros((H, W, 3), np.uint8)) == 1  # still usable after bad frames
+        stream.set_metadata(model="yolo-v9", detections="3")
+        assert stream.producer.metadata == {"model": "yolo-v9", "detections": "3"}
 
 
 @pytest.mark.parametrize(

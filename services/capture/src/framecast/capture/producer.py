@@ -225,6 +225,11 @@ class Producer:
             self._closed = StreamClosed(self.stream_id, StreamState.STOPPING, message.reason)
             self.stop_requested.set()
 
+    async def set_metadata(self, labels: dict[str, str]) -> None:
+        """Replace the stream's labels (shown by the gateway, carried by later events)."""
+        self.metadata = dict(labels)
+        await self.store.update(self.stream_id, metadata=self.metadata, only_in=ACTIVE)
+
     def stop_reason(self, default: str = "producer finished") -> str:
         """Why the stream is ending: the stop request's reason, else ``default``."""
         return self._closed.reason if self._closed is not None and self._closed.reason else default

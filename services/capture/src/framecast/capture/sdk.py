@@ -88,6 +88,10 @@ class Stream:
             return self.producer.write(frame, timestamp_ns)
         return self._call(self.producer.send(frame, timestamp_ns))
 
+    def set_metadata(self, **labels: str) -> None:
+        """Replace the stream's labels, e.g. ``set_metadata(model="yolo-v9", detections="3")``."""
+        self._call(self.producer.set_metadata(labels))
+
     @property
     def stopped(self) -> bool:
         """True once someone stopped the stream (``send`` will raise ``StreamClosed``)."""
@@ -123,6 +127,9 @@ class AsyncStream:
 
     async def send(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
         return await self.producer.send(frame, timestamp_ns)
+
+    async def set_metadata(self, **labels: str) -> None:
+        await self.producer.set_metadata(labels)
 
     @property
     def stopped(self) -> bool:

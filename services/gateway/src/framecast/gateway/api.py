@@ -131,6 +131,7 @@ class StreamView(msgspec.Struct, kw_only=True):
     codec: str
     profile: str
     mediamtx: MediaMTXStatus
+    metadata: dict[str, str]
     updated_at: float
 
 
@@ -182,6 +183,7 @@ def stream_view(record: StreamRecord, view: StateView) -> StreamView:
         codec=health.codec if health else "",
         profile=health.profile if health else "",
         mediamtx=view.mediamtx,
+        metadata=record.metadata,
         updated_at=record.updated_at,
     )
 
