@@ -62,8 +62,9 @@ TokenErrorReason = Literal[
 ]
 
 DEFAULT_VIEWER_TTL_S = 300
-DEFAULT_PUBLISHER_TTL_S = 3600
-"""Long enough for an encoder to restart FFmpeg without asking again; revocable by jti."""
+DEFAULT_PUBLISHER_TTL_S = 300
+"""MediaMTX checks a publish token only when the publish starts, and the encoder asks for a
+fresh one at every FFmpeg (re)start, so it need not live longer than a viewer's."""
 DEFAULT_SERVICE_TTL_S = 300
 DEFAULT_MAX_TOKEN_BYTES = 2048
 """Our tokens are ~450-650 bytes; RTSP cannot carry more than ~1.9 KB anyway (§0.8)."""
