@@ -22,7 +22,7 @@ import msgspec
 
 from . import logs
 from .errors import BusError
-from .settings import CommonSettings, SettingsError, load, parse_address
+from .settings import CommonSettings, SettingsError, env_name, load, parse_address
 from .telemetry import Telemetry
 
 log = logging.getLogger("framecast.runtime")
@@ -165,9 +165,7 @@ def run(service: str, settings_type: type[S], lifespan: Lifespan[S]) -> int:
 
 
 def settings_help(settings_type: type[msgspec.Struct]) -> str:
-    """One line per variable: name, default and description, for ``--help`` epilogues."""
-    from .settings import env_name
-
+    """One line per variable with its default, for ``--help`` epilogues."""
     info = msgspec.inspect.type_info(settings_type)
     lines = ["environment:"]
     for field in info.fields:

@@ -17,7 +17,6 @@ CAPTURE_QUEUE = "capture"
 # Encoders claim announced streams through a queue group: one member answers each announce.
 ENCODER_CLAIM = f"{PREFIX}.encoder.claim"
 ENCODER_QUEUE = "encoders"
-ENCODER_HEARTBEAT_ALL = f"{PREFIX}.encoder.heartbeat.*"
 
 # Auth: token issuance (request/reply) and the audit trail of every hook decision.
 AUTH_TOKEN_ISSUE = f"{PREFIX}.auth.token.issue"

@@ -11,7 +11,7 @@ from framecast.proto.bus import Bus
 from framecast.proto.cli import _size
 from framecast.proto.errors import BusError
 from framecast.proto.messages import DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
-from framecast.proto.runtime import run
+from framecast.proto.runtime import run, settings_help
 from framecast.proto.settings import CommonSettings, SettingsError, load
 
 from .producer import Producer, StreamClosed
@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     capture = commands.add_parser(
         "capture", help="run the capture service, or produce one stream from a source",
         description="Without a source: run the capture service. With one: produce that stream now.",
+        epilog=settings_help(CaptureSettings), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     capture.set_defaults(run=lambda _args: main())
     sources = capture.add_subparsers(dest="source", metavar="SOURCE")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from framecast.proto.runtime import run
+from framecast.proto.runtime import run, settings_help
 
 from .service import EncoderSettings, lifespan
 
@@ -14,5 +14,8 @@ def main() -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    encoder = commands.add_parser("encoder", help="run the encoder service (FFmpeg -> RTSP -> MediaMTX)")
+    encoder = commands.add_parser(
+        "encoder", help="run the encoder service (FFmpeg -> RTSP -> MediaMTX)",
+        epilog=settings_help(EncoderSettings), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     encoder.set_defaults(run=lambda _args: main())
