@@ -82,7 +82,7 @@ async def read(reader: NatsFrameReader, timeout: float = TIMEOUT) -> memoryview 
 async def test_frames_cross_connections_intact(
     other_nc: Client, reader: NatsFrameReader, subject: str
 ) -> None:
-    writer = NatsFrameWriter(other_nc, subject, FMT)
+    writer = NatsFrameWriter(other_nc, subject, FMT, paced=False)
     for seq in range(1, 21):
         assert await writer.send(expected(seq), timestamp_ns=1000 + seq) == seq
         view = await read(reader)
@@ -104,7 +104,7 @@ async def test_non_contiguous_frames_are_sent(nc: Client, reader: NatsFrameReade
 async def test_lagging_reader_keeps_only_the_latest(
     nc: Client, reader: NatsFrameReader
 ) -> None:
-    writer = NatsFrameWriter(nc, reader.subject, FMT)
+    writer = NatsFrameWriter(nc, reader.subject, FMT, paced=False)
     await writer.send(expected(1))
     assert await read(reader) is not None and reader.seq == 1
     last_arrived = asyncio.Event()
@@ -125,6 +125,18 @@ async def test_lagging_reader_keeps_only_the_latest(
         assert view is not None and bytes(view) == expected(reader.seq).tobytes()
     assert (reader.frames, reader.dropped) == (2, 48)
     assert await read(reader, 0) is None
+
+
+async def test_a_producer_faster_than_the_stream_is_held_to_its_rate(
+    nc: Client, reader: NatsFrameReader
+) -> None:
+    writer = NatsFrameWriter(nc, reader.subject, FMT)  # 30 fps
+    for seq in range(1, 31):  # thirty frames at once: only the first one goes out
+        assert await writer.send(expected(seq)) == seq
+    assert writer.skipped == 29
+    await nc.flush()
+    view = await read(reader)
+    assert view is not None and reader.seq == 1 and await read(reader, 0) is None
 
 
 async def test_gaps_in_seq_count_as_dropped(nc: Client, reader: NatsFrameReader) -> None:

@@ -65,15 +65,29 @@ def _stream_of(subject: str) -> str:
         return subject
 
 
-class NatsFrameWriter:
-    """Publishes frames of one stream, one message each, on ``subject``."""
+_MIN_INTERVAL = 0.8
+"""Frames closer together than this fraction of the stream's frame interval are skipped."""
 
-    def __init__(self, nc: Client, subject: str, fmt: VideoFormat) -> None:
+
+class NatsFrameWriter:
+    """Publishes frames of one stream, one message each, on ``subject``.
+
+    Frames sent faster than the stream's rate are skipped here (latest wins, as on the ring):
+    NATS has no back-pressure, so a producer outrunning the encoder would otherwise fill the
+    server's buffer for that connection until the server cuts the encoder off as a slow
+    consumer. A skipped frame still takes a sequence number, so the reader counts it dropped.
+    """
+
+    def __init__(self, nc: Client, subject: str, fmt: VideoFormat, *, paced: bool = True) -> None:
+        """``paced=False`` publishes every frame however fast it comes (for measurements)."""
         self.subject = subject
         self.format = fmt
+        self.skipped = 0
         self._nc = nc
         self._stream = _stream_of(subject)
         self._seq = 0
+        self._min_interval = _MIN_INTERVAL / fmt.fps if paced else 0.0
+        self._next_at = 0.0
 
     @property
     def seq(self) -> int:
@@ -88,6 +102,12 @@ class NatsFrameWriter:
         """
         validate_frame(frame, self.format, self._stream)
         seq = self._seq + 1
+        now = time.monotonic()
+        if now < self._next_at:
+            self._seq = seq
+            self.skipped += 1
+            return seq
+        self._next_at = now + self._min_interval
         timestamp = time.time_ns() if timestamp_ns is None else timestamp_ns
         headers = {SEQ_HEADER: str(seq), TIMESTAMP_HEADER: str(timestamp)}
         size = frame.nbytes + _headers_size(headers)

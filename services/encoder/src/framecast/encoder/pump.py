@@ -35,6 +35,7 @@ F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 _POLL_MS = 100  # longest a blocked write goes without looking at stop/attach
 _WAIT_S = 0.1  # longest a wait for a frame goes without looking at stop/attach
+_EARLY = 0.2  # a frame may be written this fraction of a period before a whole credit is earned
 
 PumpEventKind = Literal["producer_ended", "producer_lost", "producer_resumed"]
 
@@ -217,8 +218,9 @@ class Pump:
 
     def _pump(self) -> None:
         reader = self._reader
-        next_slot = time.monotonic()
-        next_heartbeat = next_slot + self._heartbeat_s
+        period = self._period
+        full_at = time.monotonic()  # when the write credit is back to one whole frame
+        next_heartbeat = full_at + self._heartbeat_s
         primed = -1  # the FFmpeg generation that already got its first frame
         dead_since: float | None = None
         lost = ended = False
@@ -253,12 +255,13 @@ class Pump:
                 # a fresh FFmpeg needs a frame at once to open its encoder and connect
                 primed = generation
                 self._write_frame(reader.last_frame(), generation, repeat=True)
-                next_slot = now + self._period
+                full_at = now + period
                 next_heartbeat = now + self._heartbeat_s
                 continue
-            if now < next_slot:
+            allowed_at = full_at - _EARLY * period
+            if now < allowed_at:
                 with self._cond:
-                    self._cond.wait(next_slot - now)
+                    self._cond.wait(allowed_at - now)
                 continue
             view = reader.wait_frame(max(0.0, min(next_heartbeat - now, _WAIT_S)))
             if view is not None:
@@ -269,10 +272,11 @@ class Pump:
                 continue
             written_at = time.monotonic()
             next_heartbeat = written_at + self._heartbeat_s
-            # keep an exact average of fps; after a gap, start the grid again from now
-            next_slot += self._period
-            if next_slot < written_at - self._period:
-                next_slot = written_at + self._period
+            # A credit of at most one frame, earned at the stream's rate, pays for each write:
+            # a producer at that rate is forwarded the moment each frame arrives, whatever its
+            # phase (no fixed grid to wait for), and a faster one averages exactly that rate.
+            credit = min(1.0, 1.0 - (full_at - written_at) / period)
+            full_at = written_at + (2.0 - credit) * period
 
     def _write_frame(self, view: memoryview | None, generation: int, *, repeat: bool) -> bool:
         """Write one whole frame (then release it); False if there was none or the pipe went."""

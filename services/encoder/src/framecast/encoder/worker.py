@@ -47,6 +47,7 @@ class StreamWorker:
         self._ending = False
         self._lost_task: asyncio.Task[None] | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+        self._end_task: asyncio.Task[None] | None = None
 
     @property
     def transport_name(self) -> str:
@@ -144,7 +145,8 @@ class StreamWorker:
     async def _on_pump_event(self, event: PumpEvent) -> None:
         match event.kind:
             case "producer_ended":
-                await self.end("producer finished")
+                # not awaited: ending the stream stops the pump, which waits for this callback
+                self._end_task = asyncio.create_task(self.end("producer finished"))
             case "producer_lost":
                 await self._move(S.STALLED, f"no frames from the producer: {event.reason}")
                 self._lost_task = asyncio.create_task(self._give_up_on_producer())
