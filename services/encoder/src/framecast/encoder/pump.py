@@ -35,6 +35,7 @@ F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 _POLL_MS = 100  # longest a blocked write goes without looking at stop/attach
 _WAIT_S = 0.1  # longest a wait for a frame goes without looking at stop/attach
+_CHECK_S = 0.05  # how often the producer's liveness is looked at (a syscall: not every frame)
 _EARLY = 0.2  # a frame may be written this fraction of a period before a whole credit is earned
 
 PumpEventKind = Literal["producer_ended", "producer_lost", "producer_resumed"]
@@ -224,6 +225,7 @@ class Pump:
         primed = -1  # the FFmpeg generation that already got its first frame
         dead_since: float | None = None
         lost = ended = False
+        next_check = 0.0
         while True:
             with self._cond:
                 if self._stopping:
@@ -233,22 +235,23 @@ class Pump:
                 generation = self._generation
                 attached = self._fd is not None
             now = time.monotonic()
-            # the producer's health, looked at every turn
-            if reader.closed and not ended:
-                ended = True
-                self._emit("producer_ended", "the producer ended the stream")
-            if reader.producer_alive():
-                dead_since = None
-                if lost:
-                    lost = False
-                    self._emit("producer_resumed", "the producer is back")
-            elif dead_since is None:
-                dead_since = now
-            elif not lost and now - dead_since >= self._producer_timeout_s:
-                lost = True
-                self._emit(
-                    "producer_lost", f"no sign of the producer for {self._producer_timeout_s:g} s"
-                )
+            if now >= next_check:  # the producer's health, a few times a second (not per frame)
+                next_check = now + _CHECK_S
+                if reader.closed and not ended:
+                    ended = True
+                    self._emit("producer_ended", "the producer ended the stream")
+                if reader.producer_alive():
+                    dead_since = None
+                    if lost:
+                        lost = False
+                        self._emit("producer_resumed", "the producer is back")
+                elif dead_since is None:
+                    dead_since = now
+                elif not lost and now - dead_since >= self._producer_timeout_s:
+                    lost = True
+                    self._emit(
+                        "producer_lost", f"no sign of the producer for {self._producer_timeout_s:g} s"
+                    )
             if not attached:
                 continue
             if primed != generation:
