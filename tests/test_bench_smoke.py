@@ -30,3 +30,14 @@ def test_transport_benchmark_prints_every_row_and_writes_json(tmp_path: Path) ->
     assert result["environment"]["cpu_model"]
     for rows in result["summary"].values():
         assert all(rows[path]["runs"] == 1 for path in ("a", "b", "c", "c2", "d", "e")), rows
+
+
+def test_auth_hook_benchmark_prints_its_tables(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.auth_hook", "--quick", "--quiet", "--results", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for needle in ("bare", "allow", "ES256", "EdDSA"):
+        assert needle in done.stdout, (needle, done.stdout)
+    assert (tmp_path / "auth_hook.json").exists()

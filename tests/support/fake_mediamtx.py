@@ -4,7 +4,8 @@ It is a real HTTP server on a loopback port answering with MediaMTX's exact JSON
 status codes (shared/MEDIAMTX.md §3; ``internal/api``, ``internal/defs/api_path.go`` at v1.20.1).
 Tests change its paths directly, read back the ``Authorization`` headers it saw and the kicks
 it received. Differences from the real one: no 0-4 s pause after a rejected token, and only the
-routes the gateway uses (paths list/get, kicks).
+routes framecast uses (paths list/get, session lists, kicks). Sessions are derived from the
+paths: a path's source is a ``publish`` session, each reader a ``read`` one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import base64
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -24,7 +25,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.types import ASGIApp
 
-__all__ = ["FakeMediaMTX", "path_item", "serve_asgi"]
+__all__ = ["FakeMediaMTX", "path_item", "serve_asgi", "session_item"]
 
 #: Kick routes (§3.3, §3.4): route prefix -> (the source/reader type it kicks, "not found" noun).
 KICKABLE = {
@@ -111,6 +112,35 @@ def path_item(
     }
 
 
+def session_item(kind: str, session_id: str, path: str, state: str) -> dict[str, Any]:
+    """One item of ``/v3/<kind>/list``: the keys every kind shares, in MediaMTX's order.
+
+    Per-kind extras (RTSP transport, WebRTC candidates, byte counters, SRT statistics) are left
+    out. HLS sessions have no ``state`` (they only read); the others say idle, read or publish.
+    """
+    item: dict[str, Any] = {"id": session_id, "created": _now(), "remoteAddr": "127.0.0.1:50000"}
+    if kind != "hlssessions":
+        item["state"] = state
+    item.update({"path": path, "query": "", "user": ""})
+    if kind in ("rtspsessions", "rtspssessions", "webrtcsessions", "hlssessions", "moqsessions"):
+        item["userAgent"] = ""
+    return item
+
+
+def _page(items: list[dict[str, Any]], items_per_page: str, page: str) -> Response[Any]:
+    """A list answer as MediaMTX paginates it (``itemsPerPage`` default 100, ``page`` 0-based)."""
+    for raw in (items_per_page, page):
+        if raw and not raw.isdigit():
+            return _error(400, f'strconv.ParseUint: parsing "{raw}": invalid syntax')
+    per_page = int(items_per_page) if items_per_page else 100
+    number = int(page) if page else 0
+    if per_page == 0:
+        return _error(400, "invalid items per page")
+    pages = -(-len(items) // per_page)
+    window = items[number * per_page:(number + 1) * per_page]
+    return _ok({"itemCount": len(items), "pageCount": pages, "items": window})
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(
         {"status": "error", "error": message}, status_code=status,
@@ -127,11 +157,13 @@ class FakeMediaMTX:
 
     ``paths`` maps names to path objects (build them with ``add_path``/``path_item``; mutate
     freely). With ``token`` set, a request needs ``Authorization: Bearer <token>`` (or Basic with
-    the token as password), as with MediaMTX's JWT auth; without one it gets 401.
+    the token as password), as with MediaMTX's JWT auth; without one it gets 401. Kinds in
+    ``disabled`` (e.g. ``rtspssessions``) have no list or kick route, as for a server that is off.
     """
 
-    def __init__(self, *, token: str | None = None) -> None:
+    def __init__(self, *, token: str | None = None, disabled: Collection[str] = ()) -> None:
         self.token = token
+        self.disabled = frozenset(disabled)
         self.paths: dict[str, dict[str, Any]] = {}
         self.authorizations: list[str | None] = []
         self.kicks: list[tuple[str, str]] = []
@@ -169,17 +201,15 @@ class FakeMediaMTX:
         def paths_list(
             itemsPerPage: FromQuery[str] = "", page: FromQuery[str] = ""  # noqa: N803
         ) -> Response[Any]:
-            for raw in (itemsPerPage, page):
-                if raw and not raw.isdigit():
-                    return _error(400, f'strconv.ParseUint: parsing "{raw}": invalid syntax')
-            per_page = int(itemsPerPage) if itemsPerPage else 100
-            number = int(page) if page else 0
-            if per_page == 0:
-                return _error(400, "invalid items per page")
-            items = [self.paths[n] for n in sorted(self.paths)]
-            pages = -(-len(items) // per_page)
-            window = items[number * per_page:(number + 1) * per_page]
-            return _ok({"itemCount": len(items), "pageCount": pages, "items": window})
+            return _page([self.paths[n] for n in sorted(self.paths)], itemsPerPage, page)
+
+        @get("/v3/{kind:str}/list", sync_to_thread=False)
+        def sessions_list(
+            kind: FromPath[str], itemsPerPage: FromQuery[str] = "", page: FromQuery[str] = ""  # noqa: N803
+        ) -> Response[Any]:
+            if kind not in KICKABLE or kind in self.disabled:
+                raise NotFoundException()
+            return _page(self.sessions(kind), itemsPerPage, page)
 
         @get("/v3/paths/get/{name:path}", sync_to_thread=False)
         def paths_get(name: FromPath[str]) -> Response[Any]:
@@ -192,7 +222,7 @@ class FakeMediaMTX:
 
         @post("/v3/{kind:str}/kick/{session_id:str}", sync_to_thread=False, status_code=200)
         def kick(kind: FromPath[str], session_id: FromPath[str]) -> Response[Any]:
-            if kind not in KICKABLE:
+            if kind not in KICKABLE or kind in self.disabled:
                 raise NotFoundException()
             self.kicks.append((kind, session_id))
             kicked_type, noun = KICKABLE[kind]
@@ -210,7 +240,7 @@ class FakeMediaMTX:
             return Response("404 page not found", status_code=404, media_type="text/plain")
 
         return Litestar(
-            [paths_list, paths_get, kick],
+            [paths_list, sessions_list, paths_get, kick],
             before_request=self._authenticate,
             exception_handlers={NotFoundException: gin_not_found},
             openapi_config=None, logging_config=None,
@@ -229,6 +259,19 @@ class FakeMediaMTX:
         elif scheme.lower() != "bearer":
             value = ""
         return None if value == self.token else _error(401, "authentication error")
+
+    def sessions(self, kind: str) -> list[dict[str, Any]]:
+        """The items ``/v3/<kind>/list`` answers: the paths' sources and readers of that kind."""
+        session_type = KICKABLE[kind][0]
+        items = []
+        for name in sorted(self.paths):
+            path = self.paths[name]
+            source = path["source"]
+            if source is not None and source["type"] == session_type:
+                items.append(session_item(kind, source["id"], name, "publish"))
+            items.extend(session_item(kind, reader["id"], name, "read")
+                         for reader in path["readers"] if reader["type"] == session_type)
+        return items
 
     def _kick(self, kicked_type: str, session_id: str) -> bool:
         """Apply a kick as MediaMTX does (§3.4); False when no such session exists."""

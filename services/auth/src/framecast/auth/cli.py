@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import time
 from pathlib import Path
@@ -14,9 +15,10 @@ from framecast.proto.messages import TokenRequest
 from framecast.proto.runtime import run
 from framecast.proto.settings import SettingsError, load
 
-from .keys import KeyStore
-from .service import AuthSettings, default_key_dir, lifespan, revoke
-from .tokens import TokenIssuer, TokenRequestError
+from .keys import DEFAULT_MAX_TOKEN_TTL_S, KeyStore
+from .kick import Revocation
+from .service import AuthSettings, RevocationError, default_key_dir, lifespan, revoke
+from .tokens import TokenError, TokenIssuer, TokenRequestError, TokenVerifier
 
 
 def main() -> int:
@@ -58,8 +60,21 @@ def register_token(commands: argparse._SubParsersAction) -> None:  # type: ignor
     issue.add_argument("--subject", default="operator", help="who the token is for (sub claim)")
     issue.add_argument("--ttl", type=int, help="lifetime in seconds")
     issue.set_defaults(run=_issue)
-    rev = sub.add_parser("revoke", help="deny a token by its jti from now on (needs NATS)")
-    rev.add_argument("jti")
+    rev = sub.add_parser(
+        "revoke", help="deny a token from now on and end its live MediaMTX sessions (needs NATS)",
+        description="Deny a token from now on, and end the live MediaMTX sessions it may have opened "
+        "(MediaMTX never re-checks an open session): every reading session on --path, and the publishing "
+        "session on --publish-path. Other viewers of those paths are cut too, and let back in when they "
+        "reconnect with their own tokens. With --token the jti and paths come from the token itself; it must "
+        "be signed by one of our keys, but may have expired (its sessions may still be open).")
+    rev.add_argument("jti", nargs="?", help="the token's jti (the audit trail names it)")
+    rev.add_argument("--token", metavar="JWT",
+                     help="the whole token, instead of JTI and paths ('-' reads it from standard input, "
+                          "out of the shell history and process list)")
+    rev.add_argument("--path", action="append", default=[], metavar="PATH",
+                     help="a MediaMTX path the token reads (repeatable; ~regex and '' as in a permission)")
+    rev.add_argument("--publish-path", action="append", default=[], metavar="PATH",
+                     help="a MediaMTX path the token publishes on (repeatable)")
     rev.set_defaults(run=_revoke)
 
 
@@ -77,18 +92,54 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    if (args.jti is None) == (args.token is None):
+        print("framecast token revoke: give a JTI or --token, not both", file=sys.stderr)
+        return 2
+    if args.token is not None and (args.path or args.publish_path):
+        print("framecast token revoke: --path and --publish-path come from the token with --token", file=sys.stderr)
+        return 2
+    try:
+        if args.token is not None:
+            settings, keystore = _keystore()
+            token = sys.stdin.readline().strip() if args.token == "-" else args.token
+            jti, revocation = revocation_of_token(token, keystore, settings)
+        else:
+            settings = load(AuthSettings)
+            jti = args.jti
+            revocation = Revocation(expires_at=time.time() + DEFAULT_MAX_TOKEN_TTL_S, paths=tuple(args.path),
+                                    publish_paths=tuple(args.publish_path))
+    except (SettingsError, TokenError) as exc:
+        print(f"framecast token revoke: {exc}", file=sys.stderr)
+        return 2
+
     async def go() -> None:
-        settings = load(AuthSettings)
         bus = await Bus.connect(settings.nats_url, client_id="framecast-token", connect_timeout=3)
         try:
-            await revoke(bus, args.jti)
+            await revoke(bus, jti, revocation)
         finally:
             await bus.close()
 
     try:
         asyncio.run(go())
-    except (SettingsError, BusError) as exc:
-        print(f"framecast token: {exc}", file=sys.stderr)
+    except RevocationError as exc:
+        print(f"framecast token revoke: {exc}", file=sys.stderr)
+        return 2
+    except BusError as exc:
+        print(f"framecast token revoke: {exc}", file=sys.stderr)
         return 1
-    print(f"revoked {args.jti}")
+    where = ", ".join([*revocation.paths, *(f"{p} (publish)" for p in revocation.publish_paths)])
+    print(f"revoked {jti}; the auth service ends its live sessions on {where}" if where else f"revoked {jti}")
     return 0
+
+
+def revocation_of_token(token: str, keystore: KeyStore, settings: AuthSettings) -> tuple[str, Revocation]:
+    """The jti and revocation record of a whole token; raises ``TokenError`` unless we signed it.
+
+    Time is not checked: an expired token's sessions may still be open, and revoking it is
+    how they end. Signature, issuer and audience are: only our own tokens go into the bucket.
+    """
+    verifier = TokenVerifier(keystore, settings.auth_issuer, settings.auth_audience, leeway_s=math.inf)
+    verified = verifier.verify(token)
+    reads = tuple(dict.fromkeys(p.path for p in verified.permissions if p.action in ("read", "playback")))
+    publishes = tuple(dict.fromkeys(p.path for p in verified.permissions if p.action == "publish"))
+    return verified.jti, Revocation(expires_at=verified.expires_at, paths=reads, publish_paths=publishes)

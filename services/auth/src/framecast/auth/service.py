@@ -4,6 +4,8 @@ The HTTP app (app.py) decides; this module connects it to the rest of framecast:
 issued on ``framecast.auth.token.issue`` (queue group ``auth``, so instances share the load),
 every hook decision is published on ``framecast.auth.audit``, and revoked token ids are
 mirrored from a JetStream KV bucket so the hook checks them without a network round trip.
+Each new revocation also ends the token's live sessions in MediaMTX (kick.py), which would
+otherwise never notice it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from nats.aio.msg import Msg
@@ -25,10 +27,19 @@ from framecast.proto.errors import BusError
 from framecast.proto.http import http_server
 from framecast.proto.messages import AuthDecision, Rejected, TokenIssued, TokenRequest
 from framecast.proto.runtime import Runtime
-from framecast.proto.settings import Address, CommonSettings
+from framecast.proto.settings import Address, CommonSettings, Url
 
 from .app import create_app
 from .keys import KeyStore
+from .kick import (
+    CLAIM_PREFIX,
+    ControlAPI,
+    Kicker,
+    Revocation,
+    claim_key,
+    decode_revocation,
+    encode_revocation,
+)
 from .ratelimit import FailureLimiter
 from .tokens import TokenIssuer, TokenRequestError, TokenVerifier
 
@@ -36,6 +47,9 @@ log = logging.getLogger("framecast.auth")
 
 REVOKED_BUCKET = "framecast_revoked"
 MAINTAIN_EVERY_S = 300.0
+KICK_TOKEN_TTL_S = 60
+_JTI = re.compile(r"[A-Za-z0-9_=-]{1,256}")
+"""jtis that are valid bucket keys and cannot collide with the ``kick.`` claims; ours are 12 of these."""
 
 
 def default_key_dir() -> str:
@@ -52,13 +66,30 @@ class AuthSettings(CommonSettings, kw_only=True, frozen=True):
     """The ``iss`` of every token (MediaMTX's authJWTIssuer when it verifies them itself)."""
     auth_audience: str = "mediamtx"
     """The ``aud`` of every token (MediaMTX's authJWTAudience)."""
+    mediamtx_api: Url = "http://127.0.0.1:9997"
+    """MediaMTX's control API, where revoked tokens' live sessions are kicked (with a token we sign)."""
+
+
+class RevocationError(ValueError):
+    """A jti that cannot be revoked (not a valid key of the revocation bucket)."""
+
+    def __init__(self, jti: str) -> None:
+        self.jti = jti
+        super().__init__(f"cannot revoke jti {jti[:80]!r}: expected 1-256 letters, digits, '_', '=' or '-'")
 
 
 class Revocations:
-    """An in-memory mirror of the revoked-jti bucket, kept current by a KV watch."""
+    """An in-memory mirror of the revoked-jti bucket, kept current by a KV watch.
 
-    def __init__(self, kv: KeyValue) -> None:
+    ``on_revoked(jti, revision, revocation)`` is called for every revocation that may still
+    have live sessions to end: each one put after the mirror synced, and, at start-up, each
+    one no instance has claimed yet (put while no auth instance ran). Kick claims (keys under
+    ``kick.``) share the bucket and are not revoked jtis.
+    """
+
+    def __init__(self, kv: KeyValue, on_revoked: Callable[[str, int, Revocation], None]) -> None:
         self.kv = kv
+        self.on_revoked = on_revoked
         self.revoked: set[str] = set()
         self.synced = asyncio.Event()
 
@@ -67,18 +98,43 @@ class Revocations:
 
     async def follow(self) -> None:
         watcher = await self.kv.watchall()
+        loading: dict[str, tuple[int, Revocation | None]] = {}
+        claims: set[str] = set()
         try:
             async for entry in watcher:
                 if entry is None:
-                    self.synced.set()
+                    self._synced(loading, claims)
                     continue
-                if entry.operation in (KV_DEL, KV_PURGE):
+                if entry.key.startswith(CLAIM_PREFIX):
+                    if not self.synced.is_set():
+                        claims.add(entry.key)
+                elif entry.operation in (KV_DEL, KV_PURGE):
                     self.revoked.discard(entry.key)
+                    loading.pop(entry.key, None)
                 else:
                     self.revoked.add(entry.key)
-                self.synced.set()
+                    record = (entry.revision or 0, decode_revocation(entry.value))
+                    if self.synced.is_set():
+                        self._submit(entry.key, *record)
+                    else:
+                        loading[entry.key] = record
         finally:
             await watcher.stop()
+
+    def _synced(self, loading: dict[str, tuple[int, Revocation | None]], claims: set[str]) -> None:
+        """The initial values are in: hand over those nobody claimed, then follow live."""
+        for jti, (revision, revocation) in loading.items():
+            if claim_key(jti, revision) not in claims:
+                self._submit(jti, revision, revocation)
+        loading.clear()
+        claims.clear()
+        self.synced.set()
+
+    def _submit(self, jti: str, revision: int, revocation: Revocation | None) -> None:
+        if revocation is None:
+            log.warning("revoked token %s has no readable revocation record; its live sessions are not ended", jti)
+        else:
+            self.on_revoked(jti, revision, revocation)
 
 
 async def revoked_bucket(bus: Bus) -> KeyValue:
@@ -128,9 +184,15 @@ async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]
     settings = runtime.settings
     keystore = KeyStore(Path(settings.auth_key_dir or default_key_dir()))
     bus = await Bus.connect(settings.nats_url, client_id=runtime.instance)
+    service = AuthService(runtime, bus, keystore)
+    subject = f"auth-kicker:{runtime.instance}"
+    api = ControlAPI(settings.mediamtx_api,
+                     lambda: service.issuer.issue_service(subject, ("api",), KICK_TOKEN_TTL_S).token)
     try:
-        service = AuthService(runtime, bus, keystore)
-        revocations = Revocations(await revoked_bucket(bus))
+        kv = await revoked_bucket(bus)
+        kicker = Kicker(kv, api, runtime.instance)
+        revocations = Revocations(kv, kicker.submit)
+        runtime.spawn(kicker.run(), "kicker")
         runtime.spawn(revocations.follow(), "revocations")
         runtime.spawn(service.maintain_keys(), "key-maintenance")
         await asyncio.wait_for(revocations.synced.wait(), 10)
@@ -141,10 +203,18 @@ async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]
             log.info("auth hook on %s/mediamtx/auth, keys in %s", url, keystore.directory)
             yield service
     finally:
+        await runtime.cancel_children()
+        await api.aclose()
         await bus.close()
 
 
-async def revoke(bus: Bus, jti: str, expires_at: float | None = None) -> None:
-    """Deny token ``jti`` from now on (the hook checks every call against this list)."""
+async def revoke(bus: Bus, jti: str, revocation: Revocation) -> int:
+    """Deny token ``jti`` from now on and end its live sessions; returns the entry's revision.
+
+    Every auth instance's hook checks the bucket's mirror, and one of them kicks the sessions
+    ``revocation`` names. Revoking a jti again replaces its record and kicks again.
+    """
+    if not _JTI.fullmatch(jti):
+        raise RevocationError(jti)
     kv = await revoked_bucket(bus)
-    await kv.put(jti, str(expires_at or time.time() + 86400).encode())
+    return await kv.put(jti, encode_revocation(revocation))
