@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
@@ -72,6 +73,49 @@ class EncoderSettings(CommonSettings, kw_only=True, frozen=True):
     stats_s: float = 2.0
 
 
+class _Metrics:
+    """The encoder's OpenTelemetry instruments, created once per process.
+
+    An instrument is identified by its name: a second ``create_observable_gauge`` with the same
+    name returns the first one, callbacks and all. So the gauges are made once and report every
+    live encoder service of the process (one in production, several in tests).
+    """
+
+    _instance: _Metrics | None = None
+
+    def __init__(self) -> None:
+        self.services: weakref.WeakSet[EncoderService] = weakref.WeakSet()
+        meter = metrics.get_meter("framecast.encoder")
+        self.frames = meter.create_counter("framecast.encoder.frames", unit="{frame}",
+                                           description="frames written to FFmpeg")
+        self.dropped = meter.create_counter("framecast.encoder.dropped", unit="{frame}",
+                                            description="frames skipped because the encoder lagged")
+        meter.create_observable_gauge("framecast.encoder.streams", [self._observe_streams], unit="{stream}")
+        for name, unit, field in (("fps_out", "{frame}/s", "fps_out"), ("fps_in", "{frame}/s", "fps_in"),
+                                  ("bitrate", "kbit/s", "bitrate_kbps"), ("speed", "1", "speed"),
+                                  ("restarts", "{restart}", "restarts")):
+            meter.create_observable_gauge(f"framecast.encoder.stream.{name}", [self._observer(field)], unit=unit)
+
+    @classmethod
+    def get(cls) -> _Metrics:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def _observe_streams(self, _options: object) -> list[metrics.Observation]:
+        return [metrics.Observation(len(s.workers), {"encoder.id": s.instance}) for s in list(self.services)]
+
+    def _observer(self, field: str) -> Callable[[object], list[metrics.Observation]]:
+        """A gauge callback reporting ``field`` of each stream's latest statistics."""
+
+        def observe(_options: object) -> list[metrics.Observation]:
+            return [metrics.Observation(getattr(stats, field), {"stream.id": stream_id,
+                                                                "encoder.kind": stats.encoder_kind})
+                    for service in list(self.services) for stream_id, stats in list(service.latest.items())]
+
+        return observe
+
+
 class EncoderService:
     def __init__(self, runtime: Runtime[EncoderSettings], bus: Bus, store: StateStore,
                  ffmpeg: str, encoder_kind: str) -> None:
@@ -84,31 +128,9 @@ class EncoderService:
         self.encoder_kind = encoder_kind
         self.workers: dict[str, StreamWorker] = {}
         self._claiming: set[str] = set()
-        meter = metrics.get_meter("framecast.encoder")
-        self._frames = meter.create_counter("framecast.encoder.frames", unit="{frame}",
-                                            description="frames written to FFmpeg")
-        self._dropped = meter.create_counter("framecast.encoder.dropped", unit="{frame}",
-                                             description="frames skipped because the encoder lagged")
-        meter.create_observable_gauge("framecast.encoder.streams", [self._observe_streams], unit="{stream}")
-        for name, unit, field in (("fps_out", "{frame}/s", "fps_out"), ("fps_in", "{frame}/s", "fps_in"),
-                                  ("bitrate", "kbit/s", "bitrate_kbps"), ("speed", "1", "speed"),
-                                  ("restarts", "{restart}", "restarts")):
-            meter.create_observable_gauge(f"framecast.encoder.stream.{name}", [self._observer(field)], unit=unit)
         self._counted: dict[str, tuple[int, int]] = {}
         self.latest: dict[str, StreamStats] = {}
-
-    def _observe_streams(self, _options: object) -> list[metrics.Observation]:
-        return [metrics.Observation(len(self.workers), {"encoder.id": self.instance})]
-
-    def _observer(self, field: str) -> Callable[[object], list[metrics.Observation]]:
-        """A gauge callback reporting ``field`` of each stream's latest statistics."""
-
-        def observe(_options: object) -> list[metrics.Observation]:
-            return [metrics.Observation(getattr(stats, field), {"stream.id": stream_id,
-                                                                "encoder.kind": stats.encoder_kind})
-                    for stream_id, stats in list(self.latest.items())]
-
-        return observe
+        _Metrics.get().services.add(self)
 
     @property
     def hw_sessions_left(self) -> int | None:
@@ -205,6 +227,7 @@ class EncoderService:
     async def report_stats(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stats_s)
+            instruments = _Metrics.get()
             for worker in list(self.workers.values()):
                 self.latest[worker.stream_id] = stats_message = worker.stats()
                 with contextlib.suppress(BusError):
@@ -214,8 +237,8 @@ class EncoderService:
                     continue
                 attributes = {"stream.id": worker.stream_id, "encoder.kind": worker.encoder_kind}
                 written, dropped = self._counted.get(worker.stream_id, (0, 0))
-                self._frames.add(stats.frames_written - written, attributes)
-                self._dropped.add(stats.dropped - dropped, attributes)
+                instruments.frames.add(stats.frames_written - written, attributes)
+                instruments.dropped.add(stats.dropped - dropped, attributes)
                 self._counted[worker.stream_id] = (stats.frames_written, stats.dropped)
 
     async def stop_all(self) -> None:
