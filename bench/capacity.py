@@ -1,6 +1,6 @@
 """Benchmark 3 (issue 3): how many 640x360@30 libx264 streams this machine keeps at full rate.
 
-For N = 1, 2, 4, 6, ... (up to 12, stopping at the first N that fails): a producer process
+For N = 1, 2, 4, 8, ... (up to 24, stopping at the first N that fails): a producer process
 opens N streams with the SDK (shared memory) and sends each test-pattern frames at 30 fps;
 the encoder service, in this process, claims them and runs one libx264 FFmpeg per stream,
 publishing over RTSP to :class:`RtspSink` (one RTSP address for every stream, media
@@ -31,7 +31,7 @@ from .options import Options
 from .transport import ROOT, read_line, tell
 
 WIDTH, HEIGHT, FPS = 640, 360, 30
-STEPS = (1, 2, 4, 6, 8, 10, 12)
+STEPS = (1, 2, 4, 8, 12, 16, 20, 24)
 QUICK_STEPS = (1, 2)
 SUSTAINED_FPS = 29.0
 DEFAULT_FRAMES = 240  # per stream: an 8 s window
