@@ -287,3 +287,12 @@ async def test_the_client_follows_pages_and_names_a_refusal(monkeypatch: pytest.
         finally:
             await api.aclose()
     assert refused.value.status == 401
+
+
+def test_the_mirror_forgets_revocations_of_expired_tokens() -> None:
+    from framecast.auth.service import Revocations
+
+    mirror = Revocations(kv=None, on_revoked=lambda *args: None)  # type: ignore[arg-type]
+    mirror.revoked = {"old": 100.0, "current": 10_000.0}
+    assert mirror.prune(now=5_000.0) == 1
+    assert "old" not in mirror and "current" in mirror

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -46,6 +47,8 @@ from .tokens import TokenIssuer, TokenRequestError, TokenVerifier
 log = logging.getLogger("framecast.auth")
 
 REVOKED_BUCKET = "framecast_revoked"
+REVOKED_TTL_S = 86400 + 600
+"""How long a revocation is kept: past the longest token lifetime the key store allows."""
 MAINTAIN_EVERY_S = 300.0
 KICK_TOKEN_TTL_S = 60
 _JTI = re.compile(r"[A-Za-z0-9_=-]{1,256}")
@@ -90,11 +93,20 @@ class Revocations:
     def __init__(self, kv: KeyValue, on_revoked: Callable[[str, int, Revocation], None]) -> None:
         self.kv = kv
         self.on_revoked = on_revoked
-        self.revoked: set[str] = set()
+        self.revoked: dict[str, float] = {}  # jti -> when its token expires anyway
         self.synced = asyncio.Event()
 
     def __contains__(self, jti: str) -> bool:
         return jti in self.revoked
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget revocations of tokens that have expired by now (the bucket's entries age out
+        without telling watchers, so the mirror must forget on its own); returns how many."""
+        now = time.time() if now is None else now
+        expired = [jti for jti, expires_at in self.revoked.items() if expires_at < now]
+        for jti in expired:
+            del self.revoked[jti]
+        return len(expired)
 
     async def follow(self) -> None:
         watcher = await self.kv.watchall()
@@ -109,11 +121,11 @@ class Revocations:
                     if not self.synced.is_set():
                         claims.add(entry.key)
                 elif entry.operation in (KV_DEL, KV_PURGE):
-                    self.revoked.discard(entry.key)
+                    self.revoked.pop(entry.key, None)
                     loading.pop(entry.key, None)
                 else:
-                    self.revoked.add(entry.key)
                     record = (entry.revision or 0, decode_revocation(entry.value))
+                    self.revoked[entry.key] = record[1].expires_at if record[1] else time.time() + REVOKED_TTL_S
                     if self.synced.is_set():
                         self._submit(entry.key, *record)
                     else:
@@ -139,7 +151,7 @@ class Revocations:
 
 async def revoked_bucket(bus: Bus) -> KeyValue:
     """The revocation bucket; entries expire after the longest token lifetime."""
-    return await bus.js.create_key_value(bucket=REVOKED_BUCKET, history=1, ttl=86400 + 600,
+    return await bus.js.create_key_value(bucket=REVOKED_BUCKET, history=1, ttl=REVOKED_TTL_S,
                                          description="framecast revoked token ids (jti)")
 
 
@@ -172,10 +184,12 @@ class AuthService:
         with contextlib.suppress(BusError, OSError):
             await self.bus.publish(subjects.AUTH_AUDIT, decision)
 
-    async def maintain_keys(self) -> None:
+    async def maintain(self, revocations: Revocations) -> None:
+        """Every few minutes: rotate and prune signing keys, forget expired revocations."""
         while True:
             if (new := await asyncio.to_thread(self.keystore.maintain)) is not None:
                 log.info("rotated signing key: next key %s published", new.kid)
+            revocations.prune()
             await asyncio.sleep(MAINTAIN_EVERY_S)
 
 
@@ -194,7 +208,7 @@ async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]
         revocations = Revocations(kv, kicker.submit)
         runtime.spawn(kicker.run(), "kicker")
         runtime.spawn(revocations.follow(), "revocations")
-        runtime.spawn(service.maintain_keys(), "key-maintenance")
+        runtime.spawn(service.maintain(revocations), "maintenance")
         await asyncio.wait_for(revocations.synced.wait(), 10)
         await bus.subscribe(subjects.AUTH_TOKEN_ISSUE, TokenRequest, service.on_issue, queue=subjects.AUTH_QUEUE)
         app = create_app(keystore, service.verifier, revocations.__contains__, service.audit, FailureLimiter(),
