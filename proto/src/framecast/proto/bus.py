@@ -181,7 +181,8 @@ class Bus:
         """Call ``handler(message, raw_msg)`` for each message that decodes as ``message_type``.
 
         If the message is a request, the handler's return value is sent as the reply; a
-        handler that raises answers ``Rejected(internal)`` with no detail on the wire.
+        handler that raises answers ``Rejected(internal)`` with no detail on the wire. When
+        this returns, the server has the subscription: a request from any connection reaches it.
         """
 
         async def on_message(msg: Msg) -> None:
@@ -210,7 +211,9 @@ class Bus:
                 if msg.reply and reply is not None:
                     await self.nc.publish(msg.reply, codec.encode(reply), headers=self._headers())
 
-        return await self.nc.subscribe(subject, queue=queue, cb=on_message)
+        subscription = await self.nc.subscribe(subject, queue=queue, cb=on_message)
+        await self.nc.flush()  # the server knows the subscription before anyone is told it exists
+        return subscription
 
     # ----- shutdown --------------------------------------------------------------------------
 
