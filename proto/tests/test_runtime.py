@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import logging
 import os
 import signal
 import sys
+import threading
 
 import httpx
 from opentelemetry import trace
 
 from framecast.devstack.nats import NatsServer
+from framecast.proto import subjects
+from framecast.proto.errors import RequestRejected
 from framecast.proto.logs import JsonFormatter, _Context
+from framecast.proto.messages import Accepted, StopStream
 
 
 def test_json_log_lines_carry_service_and_trace_ids(spans) -> None:  # type: ignore[no-untyped-def]
@@ -49,3 +54,41 @@ async def test_service_is_ready_then_stops_cleanly_on_sigterm(nats_server: NatsS
     await asyncio.wait_for(until("capture stopped"), 30)
     assert await asyncio.wait_for(process.wait(), 30) == 0
     assert all(line["service"] == "capture" for line in lines)
+
+
+async def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(nats_server: NatsServer, bus) -> None:  # type: ignore[no-untyped-def]
+    """A real OTLP/HTTP receiver on loopback gets the service's spans (flushed at shutdown)."""
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the handler's name is fixed by http.server
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    env = dict(os.environ, FRAMECAST_NATS_URL=nats_server.url,
+               OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.server_address[1]}")
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "framecast.capture", env=env,
+                                                   stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    try:
+        while b"capture ready" not in await asyncio.wait_for(process.stderr.readline(), 30):
+            pass
+        try:
+            await bus.request(subjects.STREAM_STOP, StopStream(stream_id="no-such-stream"), Accepted,
+                              service="capture")
+        except RequestRejected as exc:
+            assert exc.code == "not_found"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        collector.shutdown()
+    traces = [body for path, body in received if path == "/v1/traces"]
+    assert traces, f"no spans reached the collector: {[path for path, _ in received]}"
+    assert any(subjects.STREAM_STOP.encode() in body and b"framecast-capture" in body for body in traces)
