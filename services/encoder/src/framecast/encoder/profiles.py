@@ -252,11 +252,7 @@ def build_command(
     """
     profile = profile_for(encoder)
     return [
-        ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel", "error",
-        "-nostats",
+        *_quiet(ffmpeg),
         "-progress", "pipe:1",
         "-stats_period", "0.5",
         *_input_args(profile, fmt),
@@ -271,15 +267,16 @@ def build_command(
     ]
 
 
+def _quiet(ffmpeg: str) -> list[str]:
+    """FFmpeg that reads no terminal and prints errors only (publisher and probe alike)."""
+    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
+
+
 def build_probe_command(ffmpeg: str, encoder: str, fmt: VideoFormat, frames: int) -> list[str]:
     """The same encode as :func:`build_command`, ``frames`` frames from stdin, into ``-f null``."""
     profile = profile_for(encoder)
     return [
-        ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel", "error",
-        "-nostats",
+        *_quiet(ffmpeg),
         *_input_args(profile, fmt),
         *_encode_args(profile, fmt, gop=None, bitrate_kbps=None, threads=None),
         "-frames:v", str(frames),
