@@ -125,6 +125,7 @@ class RtspReceiver:
         self._proc: asyncio.subprocess.Process | None = None
         self._stopping = False
         self._error: ReceiverError | None = None
+        self._ready = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -167,6 +168,16 @@ class RtspReceiver:
         if self._task is not None:
             await self._task
             self._task = None
+
+    async def wait_listening(self, timeout: float = 10.0) -> None:
+        """Until a listener waits for the next publisher - what MediaMTX always does; a
+        publisher that restarts faster than the listener respawns would be refused."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"receiver: not listening within {timeout:g} s; FFmpeg said: {list(self.log)[-5:]}"
+            ) from None
 
     async def wait_connected(self, count: int = 1, timeout: float = 10.0) -> None:
         """Until ``count`` publishers in all have connected."""
@@ -234,10 +245,12 @@ class RtspReceiver:
             readers = asyncio.gather(
                 self._read_log(proc, connected, recording), self._read_frames(proc, number)
             )
-            await self._until_listening(proc)
+            if await self._until_listening(proc):
+                self._ready.set()
             started.set()
             await readers
             await proc.wait()
+            self._ready.clear()
             if not connected.is_set() and time.monotonic() - began < 1.0 and not self._stopping:
                 quick_failures += 1
                 if quick_failures >= 3:
@@ -250,12 +263,13 @@ class RtspReceiver:
                 break
         started.set()
 
-    async def _until_listening(self, proc: asyncio.subprocess.Process) -> None:
+    async def _until_listening(self, proc: asyncio.subprocess.Process) -> bool:
         deadline = time.monotonic() + 10.0
         while proc.returncode is None and time.monotonic() < deadline:
             if is_listening(self.port):
-                return
+                return True
             await asyncio.sleep(0.01)  # polling /proc: nothing to wait on for a bind
+        return False
 
     async def _read_log(
         self, proc: asyncio.subprocess.Process, connected: asyncio.Event, recording: Path | None
@@ -265,6 +279,7 @@ class RtspReceiver:
             self.log.append(line.decode(errors="replace").rstrip())
             if not connected.is_set() and _INPUT_LINE.match(line):
                 connected.set()
+                self._ready.clear()
                 self.connections += 1
                 if recording is not None:
                     self.recordings.append(recording)

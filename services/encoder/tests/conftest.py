@@ -241,10 +241,15 @@ async def receiver(fmt: VideoFormat, tmp_path: Path) -> AsyncIterator[RtspReceiv
     await rx.stop()
 
 
-def url_with_token(url: str) -> Callable[[], Awaitable[str]]:
-    """A url_factory handing out the URL with a fresh token each call (counted in .calls)."""
+def url_with_token(
+    url: str, ready: Callable[[], Awaitable[None]] | None = None
+) -> Callable[[], Awaitable[str]]:
+    """A url_factory handing out the URL with a fresh token each call (counted in .calls);
+    with ``ready``, only once it returns (a receiver listening again, as MediaMTX always is)."""
 
     async def factory() -> str:
+        if ready is not None:
+            await ready()
         factory.calls += 1  # type: ignore[attr-defined]
         return f"{url}?token={TOKEN}-{factory.calls}"  # type: ignore[attr-defined]
 

@@ -20,7 +20,7 @@ async def test_restarts_after_ffmpeg_is_killed(  # type: ignore[no-untyped-def]
     stream, producer, receiver: RtspReceiver, token_url, counter, gone, wait_until
 ) -> None:
     producer()
-    urls = token_url(receiver.url)
+    urls = token_url(receiver.url, ready=receiver.wait_listening)
     supervisor, pump, events = await stream(urls)
     await events.wait_for("publishing")
     await receiver.wait_frames(10)
