@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from framecast.proto import subjects
-from framecast.proto.bus import Bus
+from framecast.proto.bus import Bus, settle
 from framecast.proto.errors import NatsUnavailable, NoResponders, RequestRejected
 from framecast.proto.messages import Accepted, Rejected, StopStream, StreamEnd, StreamRecord
 from framecast.proto.states import StreamState
@@ -26,6 +26,27 @@ async def test_request_reply_round_trip(bus: Bus, stream_id: str) -> None:
     reply = await bus.request(subject, StopStream(stream_id=stream_id), Accepted, service="test")
     assert reply.stream.stream_id == stream_id
     assert reply.stream.state is StreamState.STOPPING
+
+
+async def test_a_subscription_is_served_as_soon_as_subscribe_returns(
+    nats_server, stream_id: str  # type: ignore[no-untyped-def]
+) -> None:
+    # Whatever the subscriber still had queued (here a large publish) must not let a request
+    # from another connection overtake its SUB and meet "no responders".
+    consumer = await Bus.connect(nats_server.url, client_id="consumer")
+    requester = await Bus.connect(nats_server.url, client_id="requester")
+    try:
+        async def handle(message: StopStream, _msg: object) -> Accepted:
+            return Accepted(stream=StreamRecord(stream_id=message.stream_id, state=StreamState.STOPPING))
+
+        for n in range(20):
+            subject = f"test.{stream_id}.{n}"
+            await consumer.nc.publish(f"test.{stream_id}.bulk", bytes(512 * 1024))
+            await consumer.subscribe(subject, StopStream, handle)
+            await requester.request(subject, StopStream(stream_id=stream_id), Accepted, service="test")
+    finally:
+        await consumer.close()
+        await requester.close()
 
 
 async def test_malformed_request_gets_a_rejection_naming_the_field(bus: Bus, stream_id: str) -> None:
@@ -104,7 +125,7 @@ async def test_queue_group_delivers_each_message_once(bus: Bus, stream_id: str) 
     for _ in range(20):
         await bus.publish(subject, StreamEnd(stream_id=stream_id))
     await asyncio.wait_for(done.wait(), 5)
-    await bus.nc.flush()
+    await settle(bus.nc)
     assert len(seen) == 20
 
 

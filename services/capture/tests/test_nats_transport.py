@@ -22,6 +22,7 @@ from framecast.capture.nats_transport import (
 from framecast.capture.ring import FrameFormatError
 from framecast.devstack.nats import NatsServer
 from framecast.proto import subjects
+from framecast.proto.bus import settle
 from framecast.proto.messages import VideoFormat
 
 FMT = VideoFormat(width=320, height=180)
@@ -69,7 +70,7 @@ def subject(stream_id: str) -> str:
 async def reader(nc: Client, subject: str) -> AsyncIterator[NatsFrameReader]:
     frames = NatsFrameReader(nc, subject, FMT)
     await frames.start()
-    await nc.flush()  # the subscription is known to the server before anything is sent
+    await settle(nc)  # the subscription is known to the server before anything is sent
     yield frames
     await frames.stop()
 
@@ -115,7 +116,7 @@ async def test_lagging_reader_keeps_only_the_latest(
 
     # Subscribed after the reader on the same connection, so told of each frame after it.
     watcher = await nc.subscribe(reader.subject, cb=watch)
-    await nc.flush()
+    await settle(nc)
     for seq in range(2, 51):
         await writer.send(expected(seq))
     await asyncio.wait_for(last_arrived.wait(), TIMEOUT)
@@ -134,7 +135,7 @@ async def test_a_producer_faster_than_the_stream_is_held_to_its_rate(
     for seq in range(1, 31):  # thirty frames at once: only the first one goes out
         assert await writer.send(expected(seq)) == seq
     assert writer.skipped == 29
-    await nc.flush()
+    await settle(nc)
     view = await read(reader)
     assert view is not None and reader.seq == 1 and await read(reader, 0) is None
 
@@ -190,7 +191,7 @@ async def test_frames_beyond_max_payload_are_refused(small_nats_server: NatsServ
         fits = VideoFormat(width=240, height=240, pix_fmt="gray")
         reader = NatsFrameReader(nc, subjects.frames("fits"), fits)
         await reader.start()
-        await nc.flush()
+        await settle(nc)
         frame = np.full(fits.shape, 42, np.uint8)
         await NatsFrameWriter(nc, subjects.frames("fits"), fits).send(frame)
         view = await read(reader)
@@ -219,7 +220,7 @@ async def test_close_from_a_thread_unsubscribes(nc: Client, subject: str) -> Non
     await asyncio.to_thread(reader.close)
     assert reader.closed
     await NatsFrameWriter(nc, subject, FMT).send(expected(1))
-    await nc.flush()
+    await settle(nc)
     assert await read(reader, 0) is None and reader.frames == 0
     await reader.stop()
     reader.close()

@@ -247,7 +247,6 @@ async def token_issuer(bus: Bus, tmp_path: Path) -> AsyncIterator[tuple[TokenIss
         return issuer.issue_for(request)
 
     sub = await bus.subscribe(subjects.AUTH_TOKEN_ISSUE, TokenRequest, issue, queue=subjects.AUTH_QUEUE)
-    await bus.nc.flush()
     yield issuer, seen
     await sub.unsubscribe()
 

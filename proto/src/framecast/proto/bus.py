@@ -45,6 +45,18 @@ def _attributes(subject: str, operation: str, size: int, client_id: str) -> dict
     }
 
 
+async def settle(nc: Client) -> None:
+    """Until the server has processed everything ``nc`` sent before this call.
+
+    nats-py's ``flush()`` writes its PING straight to the socket while commands queued before
+    it (a SUB, a PUB) may still wait for the client's flusher task, so its PONG can come back
+    before the server has seen them. That task runs before the first PONG can be read, so the
+    second PING goes out behind everything queued before the call.
+    """
+    await nc.flush()
+    await nc.flush()
+
+
 class Bus:
     """One NATS connection of one service instance, speaking proto messages."""
 
@@ -212,7 +224,7 @@ class Bus:
                     await self.nc.publish(msg.reply, codec.encode(reply), headers=self._headers())
 
         subscription = await self.nc.subscribe(subject, queue=queue, cb=on_message)
-        await self.nc.flush()  # the server knows the subscription before anyone is told it exists
+        await settle(self.nc)  # the server knows the subscription before anyone is told it exists
         return subscription
 
     # ----- shutdown --------------------------------------------------------------------------
