@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 import imageio_ffmpeg
 import numpy as np
@@ -30,6 +31,7 @@ import pytest
 import pytest_asyncio
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import Cookie
 from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
@@ -142,7 +144,14 @@ class StubGateway:
 
 
 class MediaOrigin:
-    """MediaMTX's WHEP (:8889) and HLS (:8888) sides on one origin, with MediaMTX's CORS."""
+    """MediaMTX's WHEP (:8889) and HLS (:8888) sides on one origin, with MediaMTX's CORS.
+
+    HLS follows MediaMTX >= 1.18 (shared/MEDIAMTX.md §1.6, §4.2; ``internal/servers/hls/
+    http_server.go``): ``index.m3u8`` redirects to add ``cookieCheck=1``, that request alone is
+    authenticated and opens a session, and every later playlist and segment needs the session's
+    secret from the same IP. Differences: FFmpeg's fMP4 HLS instead of LL-HLS parts, and no
+    pause after a refused request.
+    """
 
     def __init__(self, hls_dir: Path) -> None:
         self.hls_dir = hls_dir
@@ -152,7 +161,9 @@ class MediaOrigin:
         self.whep: int | str = 404  # a status to fail with, or "aiortc"
         self.offers: list[dict[str, str]] = []
         self.deletes = 0
-        self.hls_tokens: list[str] = []
+        self.hls_sessions: dict[str, str] = {}  # secret -> the client IP that opened it
+        self.hls_opened: list[dict[str, str]] = []  # how each session was authenticated
+        self.hls_children: list[dict[str, str]] = []  # requests after the session was opened
         self.peers: list[Any] = []
         self.activity = asyncio.Event()
 
@@ -162,6 +173,42 @@ class MediaOrigin:
             while not condition():
                 self.activity.clear()
                 await self.activity.wait()
+
+    def hls_index(self, request: Request[Any, Any, Any], query: dict[str, list[str]]) -> Response[Any]:
+        """``index.m3u8`` as MediaMTX >= 1.18 answers it: a redirect adding ``cookieCheck=1``
+        (no auth), then the one authenticated request, which opens a session whose secret every
+        later URI carries (a cookie only where the browser sent ``cookieCheck`` back)."""
+        if query.get("cookieCheck") != ["1"]:
+            query["cookieCheck"] = ["1"]
+            location = f"/{STREAM}/index.m3u8?{urlencode(sorted(query.items()), doseq=True)}"
+            return Response(b"", status_code=302, headers={"Location": location},
+                            cookies=[Cookie(key="cookieCheck", value="1")])
+        del query["cookieCheck"]
+        # the hook's view in authMethod http: the Bearer token, else the raw query's ?token=
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        token = bearer or query.get("token", [""])[0]
+        if not token.startswith("viewer-token-"):
+            return hls_error(401, "authentication error")
+        self.hls_opened.append({"token": token, "via": "header" if bearer else "query"})
+        secret = str(uuid.uuid4())
+        self.hls_sessions[secret] = client_ip(request)
+        cookies = []
+        if request.cookies.get("cookieCheck") == "1":
+            cookies.append(Cookie(key="hlsSession", value=secret))
+        else:
+            query["session"] = [secret]
+        child = f"video1_stream.m3u8?{urlencode(sorted(query.items()), doseq=True)}"
+        playlist = (
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n\n"
+            f'#EXT-X-STREAM-INF:BANDWIDTH=1000000,CODECS="avc1.42c01e",'
+            f"RESOLUTION={WIDTH}x{HEIGHT},FRAME-RATE={FPS}.000\n{child}\n"
+        )
+        return Response(playlist, media_type="application/vnd.apple.mpegurl", cookies=cookies,
+                        headers={"Cache-Control": "private, no-cache"})
+
+    def kick_hls_sessions(self) -> None:
+        """End every HLS session, as ``/v3/hlssessions/kick`` or 30 s without requests does."""
+        self.hls_sessions.clear()
 
     async def close_peers(self) -> None:
         for pc in self.peers:
@@ -190,16 +237,28 @@ class MediaOrigin:
 
         @get(f"/{STREAM}/{{name:str}}", sync_to_thread=False)
         def hls(name: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
-            token = request.headers.get("authorization", "").removeprefix("Bearer ")
-            if not token.startswith("viewer-token-"):
-                return Response({"status": "error", "error": "authentication error"}, status_code=401)
-            self.hls_tokens.append(token)
             self.activity.set()
+            query = parse_qs(request.url.query, keep_blank_values=True)
+            if name == "index.m3u8":
+                return self.hls_index(request, query)
+            if not name.endswith((".m3u8", ".mp4")):
+                return Response(b"", status_code=404)
+            self.hls_children.append(
+                {"name": name, "authorization": request.headers.get("authorization", "")})
+            secret = request.cookies.get("hlsSession") or query.get("session", [""])[0]
+            if self.hls_sessions.get(secret) != client_ip(request):
+                return hls_error(401, "authentication error")
+            if name.endswith(".m3u8"):  # video1_stream.m3u8: FFmpeg's media playlist
+                child_query = urlencode(sorted(
+                    (k, v) for k, v in query.items() if not k.startswith("_HLS_")), doseq=True)
+                body = with_query((self.hls_dir / "index.m3u8").read_text(), child_query)
+                return Response(body, media_type="application/vnd.apple.mpegurl",
+                                headers={"Cache-Control": "private, no-cache"})
             path = self.hls_dir / name
             if not path.is_file():
-                return Response({"status": "error", "error": "not found"}, status_code=404)
-            kind = {".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment"}
-            return Response(path.read_bytes(), media_type=kind.get(path.suffix, "video/mp4"))
+                return hls_error(404, "segment not found")
+            return Response(path.read_bytes(), media_type="video/mp4",
+                            headers={"Cache-Control": "private, no-cache"})
 
         cors = CORSConfig(
             allow_origins=["*"], allow_methods=["OPTIONS", "GET", "POST", "PATCH", "DELETE"],
@@ -220,6 +279,27 @@ class MediaOrigin:
         pc.addTrack(stamped_track())
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
+
+
+def client_ip(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else ""
+
+
+def hls_error(status: int, error: str) -> Response[Any]:
+    return Response({"status": "error", "error": error}, status_code=status)
+
+
+def with_query(playlist: str, query: str) -> str:
+    """Append ``?query`` to every URI of a media playlist, as gohlslib does for a session."""
+    lines = []
+    for line in playlist.splitlines():
+        if line.startswith("#EXT-X-MAP:URI="):
+            uri = line.removeprefix("#EXT-X-MAP:URI=").strip('"')
+            line = f'#EXT-X-MAP:URI="{uri}?{query}"'
+        elif line and not line.startswith("#"):
+            line = f"{line}?{query}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def stamped_track() -> Any:
@@ -258,7 +338,8 @@ def hls_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
          "-pix_fmt", "yuv420p", "-g", str(FPS), "-keyint_min", str(FPS), "-sc_threshold", "0",
          "-f", "hls", "-hls_time", "1", "-hls_list_size", "5", "-hls_segment_type", "fmp4",
          "-hls_flags", "delete_segments+independent_segments",
-         "-hls_segment_filename", str(out / "seg%05d.m4s"), str(out / "index.m3u8")],
+         "-hls_fmp4_init_filename", "init.mp4",
+         "-hls_segment_filename", str(out / "seg%05d.mp4"), str(out / "index.m3u8")],
         stdin=subprocess.PIPE,
     )
     stop = threading.Event()
@@ -413,7 +494,10 @@ async def test_falls_back_to_hls_when_whep_fails(
         {"authorization": "Bearer viewer-token-1", "content_type": "application/sdp"}
     ]
     assert "WebRTC failed" in notice and "no stream is available" in notice
-    assert set(media.hls_tokens) == {"viewer-token-1"}, "hls.js must send the token as a header"
+    assert media.hls_opened == [{"token": "viewer-token-1", "via": "header"}]
+    assert len(media.hls_children) > 3
+    assert not any(c["authorization"] for c in media.hls_children), (
+        "requests inside a session must not carry the token: each would cost a CORS preflight")
     g2g = stats["glassToGlass"]
     assert 0 < g2g["p50Ms"] <= g2g["p95Ms"] < 15_000, g2g
     assert g2g["frameNo"] > 0
@@ -421,16 +505,47 @@ async def test_falls_back_to_hls_when_whep_fails(
     assert [e for e in errors if "Failed to load resource" not in e] == []
 
 
-async def test_hls_requests_use_the_refreshed_token(
+async def test_a_lost_hls_session_is_reopened_with_a_fresh_token(
     stub: StubGateway, gateway_url: str, media: MediaOrigin
 ) -> None:
-    stub.token_ttl = 8  # refreshed after 6 s (3/4 of its life)
     async with chromium_page() as page:
         await page.goto(f"{gateway_url}/watch.html?stream={STREAM}&via=hls")
         await wait_playing(page, "hls", samples=1)
-        await media.until(lambda: "viewer-token-2" in media.hls_tokens)
+        media.kick_hls_sessions()  # what a revocation or a MediaMTX restart does
+        await media.until(lambda: len(media.hls_opened) == 2)
+        await wait_playing(page, "hls", samples=1)
     assert media.offers == [], "via=hls must not try WHEP"
-    assert stub.tokens[:2] == ["viewer-token-1", "viewer-token-2"]
+    assert stub.tokens == ["viewer-token-1", "viewer-token-2"], "a reconnect asks for a fresh token"
+    assert [o["token"] for o in media.hls_opened] == stub.tokens
+
+
+NATIVE_HLS_ONLY = """
+  // A browser with native HLS and no Media Source Extensions (older Safari on iOS)
+  window.MediaSource = undefined;
+  window.ManagedMediaSource = undefined;
+  const canPlayType = HTMLMediaElement.prototype.canPlayType;
+  HTMLMediaElement.prototype.canPlayType = function (type) {
+    return /mpegurl/i.test(type) ? 'maybe' : canPlayType.call(this, type);
+  };
+"""
+
+
+async def test_native_hls_sends_the_token_in_the_query(
+    stub: StubGateway, gateway_url: str, media: MediaOrigin
+) -> None:
+    async with chromium_page() as page:
+        await page.goto(f"{gateway_url}/test/blank")
+        native = await page.evaluate(
+            "document.createElement('video').canPlayType('application/vnd.apple.mpegurl')")
+        await page.add_init_script(NATIVE_HLS_ONLY)
+        await page.goto(f"{gateway_url}/watch.html?stream={STREAM}&via=hls")
+        if native:  # this chromium really plays HLS itself, as Safari does: the video must run
+            stats = await wait_playing(page, "hls")
+            await assert_video_moves(page)
+            assert stats["glassToGlass"]["p50Ms"] > 0, "the canvas must stay readable"
+        await media.until(lambda: len(media.hls_children) >= 2)
+    assert media.hls_opened == [{"token": "viewer-token-1", "via": "query"}]
+    assert not any(c["authorization"] for c in media.hls_children)
 
 
 @pytest.fixture
@@ -460,7 +575,7 @@ async def test_plays_whep_from_an_aiortc_peer(
     assert errors == []
     g2g = stats["glassToGlass"]
     assert 0 < g2g["p50Ms"] <= g2g["p95Ms"] < 2_000, g2g
-    assert media.hls_tokens == []
+    assert media.hls_opened == []
     if os.environ.get("FRAMECAST_DOCS_SCREENSHOT"):
         shutil.copyfile(tmp_path / "player.png", DOCS_SCREENSHOT)
 

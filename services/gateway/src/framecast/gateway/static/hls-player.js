@@ -1,7 +1,9 @@
 /**
  * HLS playback, the fallback when WebRTC cannot connect. hls.js (vendored, loaded only when
  * needed) sends the token as an Authorization header; where only native HLS exists (older
- * Safari), the token goes in the query, which MediaMTX reads only with authJWTInHTTPQuery.
+ * Safari), the token goes in the query, which framecast's auth hook reads (MediaMTX's own JWT
+ * mode reads it only with authJWTInHTTPQuery). Either way only the request that opens the
+ * HLS session is checked: MediaMTX puts the session in every later URI.
  */
 
 const START_TIMEOUT_MS = 20000; // MediaMTX holds the first playlist until two segments exist
@@ -60,7 +62,13 @@ export async function startHls(video, url, getToken, onFatal) {
     const hls = new Hls({
       lowLatencyMode: true,
       backBufferLength: 10,
-      xhrSetup: (xhr) => xhr.setRequestHeader('Authorization', `Bearer ${getToken()}`),
+      // MediaMTX authenticates only the request that opens an HLS session; every later URI
+      // carries the session's secret. A header on those would cost a CORS preflight each.
+      xhrSetup: (xhr, requestUrl) => {
+        if (!new URL(requestUrl).searchParams.has('session')) {
+          xhr.setRequestHeader('Authorization', `Bearer ${getToken()}`);
+        }
+      },
     });
     const stop = () => { listeners.abort(); hls.destroy(); };
     let rejectStart = () => {};
