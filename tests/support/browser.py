@@ -12,14 +12,17 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "chromium_page", "collect_errors", "needs_chromium"]
+__all__ = [
+    "CHROMIUM", "CHROMIUM_ARGS", "assert_video_moves", "chromium_page", "collect_errors",
+    "needs_chromium", "wait_playing",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -87,3 +90,39 @@ def collect_errors(page: Page) -> list[str]:
         if message.type == "error" else None,
     )
     return errors
+
+
+# ----- the player page (framecast.gateway's static/watch.html) -------------------------------
+
+
+async def wait_playing(page: Page, mode: str, samples: int = 15) -> dict[str, Any]:
+    """Wait until the player reports `mode` and enough stamped frames for a latency figure."""
+    await page.wait_for_function(
+        "([mode, n]) => window.framecastStats?.mode === mode && window.framecastStats.fps > 0"
+        " && (window.framecastStats.glassToGlass?.samples ?? 0) >= n",
+        arg=[mode, samples], timeout=30_000,
+    )
+    return await page.evaluate("window.framecastStats")
+
+
+GRAB = """async () => {
+  const video = document.getElementById('video');
+  const canvas = Object.assign(document.createElement('canvas'), {width: 64, height: 36});
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  const grab = () => {
+    context.drawImage(video, 0, 0, 64, 36);
+    return Array.from(context.getImageData(0, 0, 64, 36).data);
+  };
+  const first = grab();
+  for (let i = 0; i < 3; i += 1) await new Promise((r) => video.requestVideoFrameCallback(r));
+  return {first, second: grab(), time: video.currentTime};
+}"""
+
+
+async def assert_video_moves(page: Page) -> None:
+    """The picture changes between frames and the playback clock runs."""
+    grabs = await page.evaluate(GRAB)
+    assert grabs["first"] != grabs["second"], "the picture did not change between frames"
+    await page.wait_for_function(
+        f"document.getElementById('video').currentTime > {grabs['time']} + 0.5", timeout=10_000
+    )

@@ -1,0 +1,165 @@
+"""MediaMTX's part between an RTSP publisher and a browser, for one path, built from aiortc.
+
+MediaMTX cannot be installed on the development machines. To watch what framecast's encoder
+publishes in a real browser, this peer takes the RTSP publish (FFmpeg's listener inside PyAV)
+and forwards its H.264 packets, without decoding, to every WHEP viewer - what MediaMTX does
+with an RTSP source and WebRTC readers. Its WHEP side speaks MediaMTX's HTTP (shared/MEDIAMTX.md
+§4.1: ``POST /<path>/whep`` answering 201 with ``Location``, ``DELETE`` to leave, 404 while
+nothing is published, the same CORS) and, like MediaMTX with ``authMethod: http``, asks the
+auth hook about every viewer with MediaMTX's payload (§1.2).
+
+Differences from MediaMTX: one path, one publisher session (a publisher that reconnects is not
+taken back), no RTSP authentication (FFmpeg's listener has none), only loopback ICE candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from contextlib import AsyncExitStack
+from typing import Any, Self
+
+import httpx
+from litestar import Litestar, Request, Response, delete, post
+from litestar.config.cors import CORSConfig
+from litestar.params import FromPath
+
+from tests.support.fake_mediamtx import serve_asgi
+from tests.support.rtsp import free_port
+
+__all__ = ["WhepBridge"]
+
+
+def loopback_only_ice() -> None:
+    """aioice leaves 127.0.0.1 out of its host candidates; loopback tests need nothing else."""
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda *_, **__: ["127.0.0.1"]
+
+
+class WhepBridge:
+    """``async with WhepBridge("cam1", hook_url=...) as bridge``: publish to ``bridge.rtsp_base``,
+    watch at ``bridge.whep_base``/cam1/whep."""
+
+    def __init__(self, path: str, *, hook_url: str | None = None, listen_timeout_s: int = 60) -> None:
+        self.path = path
+        self.hook_url = hook_url
+        self.listen_timeout_s = listen_timeout_s
+        self.rtsp_port = free_port()
+        self.whep_base = ""
+        self.viewers: dict[str, Any] = {}  # secret -> RTCPeerConnection
+        self.hook_calls: list[dict[str, Any]] = []
+        self.published = asyncio.Event()
+        self._player: Any = None
+        self._relay: Any = None
+        self._opening: asyncio.Task[None] | None = None
+        self._stack = AsyncExitStack()
+
+    @property
+    def rtsp_base(self) -> str:
+        """Where a publisher sends ``<base>/<path>``, as to MediaMTX's ``:8554``."""
+        return f"rtsp://127.0.0.1:{self.rtsp_port}"
+
+    async def __aenter__(self) -> Self:
+        from aiortc.contrib.media import MediaRelay
+
+        loopback_only_ice()
+        self._relay = MediaRelay()
+        self._opening = asyncio.create_task(self._accept_publisher())
+        self.whep_base = await self._stack.enter_async_context(serve_asgi(self._app()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for pc in list(self.viewers.values()):
+            await pc.close()
+        self.viewers.clear()
+        if self._opening is not None and not self._opening.done():
+            # the listener blocks in accept(): a connection that hangs up at once ends the wait
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.rtsp_port), 1):
+                pass
+            with contextlib.suppress(Exception):
+                await self._opening
+        if self._player is not None and self._player.video is not None:
+            self._player.video.stop()
+        await self._stack.aclose()
+
+    async def _accept_publisher(self) -> None:
+        from aiortc.contrib.media import MediaPlayer
+
+        options = {"rtsp_flags": "listen", "listen_timeout": str(self.listen_timeout_s),
+                   "fflags": "nobuffer", "flags": "low_delay"}
+        url = f"{self.rtsp_base}/{self.path}"
+        # av.open blocks until the publisher has connected and sent its SDP
+        self._player = await asyncio.to_thread(
+            MediaPlayer, url, format="rtsp", options=options, decode=False)
+        self.published.set()
+
+    # ----- WHEP ----------------------------------------------------------------------------------
+
+    async def _allowed(self, request: Request[Any, Any, Any], session_id: str) -> bool:
+        if self.hook_url is None:
+            return True
+        authorization = request.headers.get("authorization", "")
+        payload = {
+            "ip": request.client.host if request.client else "", "user": "", "password": "",
+            "token": authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else "",
+            "action": "read", "path": self.path, "protocol": "webrtc", "id": session_id,
+            "query": request.url.query, "userAgent": request.headers.get("user-agent", ""),
+        }
+        self.hook_calls.append(payload)
+        async with httpx.AsyncClient(timeout=10) as client:
+            reply = await client.post(self.hook_url, json=payload)
+        return 200 <= reply.status_code < 300
+
+    async def _answer(self, offer: str) -> tuple[str, str]:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        sender = pc.addTrack(self._relay.subscribe(self._player.video, buffered=False))
+        transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
+        # forwarding without decoding: H.264 must be negotiated, never VP8
+        transceiver.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"])
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        secret = str(uuid.uuid4())
+        self.viewers[secret] = pc
+        return secret, pc.localDescription.sdp
+
+    def _app(self) -> Litestar:
+        path = self.path
+
+        def error(status: int, message: str) -> Response[Any]:
+            return Response({"status": "error", "error": message}, status_code=status)
+
+        @post(f"/{path}/whep", status_code=201)
+        async def whep(request: Request[Any, Any, Any]) -> Response[Any]:
+            if request.headers.get("content-type", "").split(";")[0] != "application/sdp":
+                return error(400, "invalid Content-Type")
+            session_id = str(uuid.uuid4())
+            if not await self._allowed(request, session_id):
+                return error(401, "authentication error")
+            if not self.published.is_set():
+                return error(404, f"no stream is available on path '{path}'")
+            secret, answer = await self._answer((await request.body()).decode())
+            return Response(answer, status_code=201, media_type="application/sdp", headers={
+                "Location": f"/{path}/whep/{secret}", "ID": session_id, "ETag": "*",
+                "Accept-Patch": "application/trickle-ice-sdpfrag"})
+
+        @delete(f"/{path}/whep/{{secret:str}}", status_code=200)
+        async def leave(secret: FromPath[str]) -> Response[Any]:
+            pc = self.viewers.pop(secret, None)
+            if pc is None:
+                return error(404, "session not found")
+            await pc.close()
+            return Response({"status": "ok"})
+
+        cors = CORSConfig(
+            allow_origins=["*"], allow_methods=["OPTIONS", "GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match"],
+            expose_headers=["ETag", "ID", "Accept-Patch", "Link", "Location"],
+        )
+        return Litestar([whep, leave], cors_config=cors, openapi_config=None, logging_config=None)
+
