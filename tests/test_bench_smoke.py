@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.support.browser import CHROMIUM
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,3 +45,19 @@ def test_auth_hook_benchmark_prints_its_tables(tmp_path: Path) -> None:
     for needle in ("bare", "allow", "ES256", "EdDSA"):
         assert needle in done.stdout, (needle, done.stdout)
     assert (tmp_path / "auth_hook.json").exists()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install chromium)")
+def test_glass_benchmark_prints_every_row(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "glass", "--quick", "--quiet", "--results", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for label, stream in (("framecast", "640x360@30"), ("framecast", "1280x720@30"), ("floor", "640x360@30")):
+        assert any(line.startswith(label) and f" {stream} " in line for line in done.stdout.splitlines()), (
+            label, stream, done.stdout)
+    assert "failed" not in done.stdout, done.stdout
+    result = json.loads((tmp_path / "glass.json").read_text())
+    assert all(r["runs"][0]["samples"] > 0 for r in result["results"]), result["results"]

@@ -8,6 +8,10 @@ with an RTSP source and WebRTC readers. Its WHEP side speaks MediaMTX's HTTP (sh
 nothing is published, the same CORS) and, like MediaMTX with ``authMethod: http``, asks the
 auth hook about every viewer with MediaMTX's payload (§1.2).
 
+With ``local_pattern=(width, height)`` viewers get a test pattern that aiortc encodes in this
+process instead of the publisher's video: a WebRTC sender with nothing in front of it, the
+floor that the benchmark compares framecast's path with.
+
 Differences from MediaMTX: one path, one publisher session (a publisher that reconnects is not
 taken back), no RTSP authentication (FFmpeg's listener has none), only loopback ICE candidates.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 import uuid
 from contextlib import AsyncExitStack
 from typing import Any, Self
@@ -29,7 +34,7 @@ from litestar.params import FromPath
 from tests.support.fake_mediamtx import serve_asgi
 from tests.support.rtsp import free_port
 
-__all__ = ["WhepBridge"]
+__all__ = ["WhepBridge", "stamped_track"]
 
 
 def loopback_only_ice() -> None:
@@ -39,13 +44,39 @@ def loopback_only_ice() -> None:
     aioice.ice.get_host_addresses = lambda *_, **__: ["127.0.0.1"]
 
 
+def stamped_track(width: int, height: int) -> Any:
+    """A 30 fps video track of framecast's test pattern, stamped with the time it is rendered."""
+    import av
+    from aiortc import VideoStreamTrack
+
+    from framecast.proto.pattern import TestPattern
+
+    class StampedTrack(VideoStreamTrack):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frame_no = 0
+            self.pattern = TestPattern(width, height)
+
+        async def recv(self) -> av.VideoFrame:
+            pts, time_base = await self.next_timestamp()  # paces the track at 30 fps
+            image = self.pattern.render(self.frame_no, time.time_ns() // 1_000_000)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = pts, time_base
+            self.frame_no += 1
+            return frame
+
+    return StampedTrack()
+
+
 class WhepBridge:
     """``async with WhepBridge("cam1", hook_url=...) as bridge``: publish to ``bridge.rtsp_base``,
     watch at ``bridge.whep_base``/cam1/whep."""
 
-    def __init__(self, path: str, *, hook_url: str | None = None, listen_timeout_s: int = 60) -> None:
+    def __init__(self, path: str, *, hook_url: str | None = None, listen_timeout_s: int = 60,
+                 local_pattern: tuple[int, int] | None = None) -> None:
         self.path = path
         self.hook_url = hook_url
+        self.local_pattern = local_pattern
         self.listen_timeout_s = listen_timeout_s
         self.rtsp_port = free_port()
         self.whep_base = ""
@@ -117,9 +148,13 @@ class WhepBridge:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        sender = pc.addTrack(self._relay.subscribe(self._player.video, buffered=False))
+        if self.local_pattern is not None:
+            track = stamped_track(*self.local_pattern)
+        else:
+            track = self._relay.subscribe(self._player.video, buffered=False)
+        sender = pc.addTrack(track)
         transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
-        # forwarding without decoding: H.264 must be negotiated, never VP8
+        # forwarding without decoding needs H.264, never VP8 (and the floor uses the same codec)
         transceiver.setCodecPreferences(
             [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"])
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))

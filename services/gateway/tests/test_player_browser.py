@@ -37,8 +37,15 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
 
 from framecast.proto.pattern import TestPattern, stamp
-from tests.support.browser import chromium_page, collect_errors, needs_chromium
+from tests.support.browser import (
+    assert_video_moves,
+    chromium_page,
+    collect_errors,
+    needs_chromium,
+    wait_playing,
+)
 from tests.support.fake_mediamtx import serve_asgi
+from tests.support.whep_bridge import stamped_track
 
 pytestmark = [*needs_chromium, pytest.mark.asyncio(loop_scope="module")]
 
@@ -276,7 +283,7 @@ class MediaOrigin:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.peers.append(pc)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        pc.addTrack(stamped_track())
+        pc.addTrack(stamped_track(WIDTH, HEIGHT))
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 
@@ -300,27 +307,6 @@ def with_query(playlist: str, query: str) -> str:
             line = f"{line}?{query}"
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-def stamped_track() -> Any:
-    import av
-    from aiortc import VideoStreamTrack
-
-    class StampedTrack(VideoStreamTrack):
-        def __init__(self) -> None:
-            super().__init__()
-            self.frame_no = 0
-            self.pattern = TestPattern(WIDTH, HEIGHT)
-
-        async def recv(self) -> av.VideoFrame:
-            pts, time_base = await self.next_timestamp()  # paces the track at 30 fps
-            image = self.pattern.render(self.frame_no, now_ms())
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = pts, time_base
-            self.frame_no += 1
-            return frame
-
-    return StampedTrack()
 
 
 # ----- fixtures --------------------------------------------------------------------------------
@@ -443,39 +429,6 @@ async def test_pattern_js_decodes_stamps_exactly(gateway_url: str) -> None:
 
 
 # ----- playback --------------------------------------------------------------------------------
-
-
-async def wait_playing(page: Any, mode: str, samples: int = 15) -> dict[str, Any]:
-    """Wait until the player reports `mode` and enough stamped frames for a latency figure."""
-    await page.wait_for_function(
-        "([mode, n]) => window.framecastStats?.mode === mode && window.framecastStats.fps > 0"
-        " && (window.framecastStats.glassToGlass?.samples ?? 0) >= n",
-        arg=[mode, samples], timeout=30_000,
-    )
-    return await page.evaluate("window.framecastStats")
-
-
-GRAB = """async () => {
-  const video = document.getElementById('video');
-  const canvas = Object.assign(document.createElement('canvas'), {width: 64, height: 36});
-  const context = canvas.getContext('2d', {willReadFrequently: true});
-  const grab = () => {
-    context.drawImage(video, 0, 0, 64, 36);
-    return Array.from(context.getImageData(0, 0, 64, 36).data);
-  };
-  const first = grab();
-  for (let i = 0; i < 3; i += 1) await new Promise((r) => video.requestVideoFrameCallback(r));
-  return {first, second: grab(), time: video.currentTime};
-}"""
-
-
-async def assert_video_moves(page: Any) -> None:
-    """The picture changes between frames and the playback clock runs."""
-    grabs = await page.evaluate(GRAB)
-    assert grabs["first"] != grabs["second"], "the picture did not change between frames"
-    await page.wait_for_function(
-        f"document.getElementById('video').currentTime > {grabs['time']} + 0.5", timeout=10_000
-    )
 
 
 @pytest.mark.parametrize("whep_status", [404, 500])
