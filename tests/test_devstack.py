@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from framecast.devstack import mediamtx
+from tests.support.services import eventually
 
 
 def _free_port() -> int:
@@ -59,7 +60,11 @@ async def test_up_runs_the_stack_and_ctrl_c_leaves_nothing_behind(tmp_path: Path
         await _read_until(process.stdout, r"player\s+http://127\.0\.0\.1:\d+/\?key=\S+", seen, 5)
         await _read_until(process.stdout, r"Fix: framecast mediamtx install", seen, 5)
         stalled = await _read_until(process.stdout, r"cam1: (stalled|failed) \((.+)\)", seen, 60)
+        assert stalled.group(1) == "stalled"
         assert "MediaMTX is not reachable" in stalled.group(2) and "connection refused" in stalled.group(2)
+        # the encoder keeps retrying (MediaMTX may come at any time); the demo says so once
+        encoder_log = tmp_path / "logs" / "encoder.log"
+        await eventually(lambda: "attempt 4)" in encoder_log.read_text(), "four retries in encoder.log", 60)
         pids = [int(p) for p in re.findall(r"pid (\d+)", "".join(seen))]
         assert len(pids) == 4  # auth, gateway, encoder, capture
         assert Path(store).is_dir()
@@ -68,6 +73,8 @@ async def test_up_runs_the_stack_and_ctrl_c_leaves_nothing_behind(tmp_path: Path
         rest, _ = await asyncio.wait_for(process.communicate(), 60)
     output = "".join(seen) + rest.decode()
     assert process.returncode == 0, output
+    assert output.count("MediaMTX is not reachable") == 1, output
+    assert "cam1: failed" not in output, "an absent MediaMTX must not end the stream"
     assert "Stopped; nothing left running." in output
     assert "Traceback" not in output
     for pid in pids:

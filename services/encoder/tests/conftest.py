@@ -326,7 +326,8 @@ if encoder == "h264_qsv":
 if os.environ.get("FAKE_FFMPEG_ECHO_URL") and "rtsp" in args:
     # FFmpeg repeats its output URL in errors: the supervisor must scrub it
     sys.stderr.write(
-        "[out#0/rtsp @ 0x55e1] Error opening output " + args[-1] + ": Connection refused\\n"
+        "[out#0/rtsp @ 0x55e1] Error opening output " + args[-1]
+        + ": Server returned 400 Bad Request\\n"
     )
     sys.exit(1)
 os.execv(real, [real, *args])

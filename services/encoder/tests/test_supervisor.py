@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from framecast.encoder.supervisor import SupervisorPolicy
+from framecast.encoder.supervisor import SupervisorPolicy, server_unreachable
 from framecast.proto.messages import VideoFormat
 from tests.support.rtsp import RtspReceiver, free_port
 
@@ -65,6 +65,40 @@ async def test_backs_off_while_the_server_is_down_then_recovers(  # type: ignore
         assert restarting.backoff_s == 0.05  # the healthy run reset the backoff
         await events.wait_for("publishing", count=2)
     assert not events.of("failed")
+
+
+async def test_an_unreachable_server_never_uses_up_the_restart_budget(  # type: ignore[no-untyped-def]
+    stream, producer, fmt: VideoFormat, token_url
+) -> None:
+    rx = RtspReceiver(width=fmt.width, height=fmt.height, path="cam1")  # not listening yet
+    producer()
+    policy = SupervisorPolicy(backoff_base_s=0.01, backoff_cap_s=0.05, max_restarts=2, window_s=60)
+    _, _, events = await stream(token_url(rx.url), policy=policy)
+    await events.wait_for("restarting", count=8)  # four times the budget: MediaMTX is restarting
+    assert not events.of("failed")
+    async with rx:
+        await events.wait_for("publishing")
+        await rx.wait_frames(10)
+    assert not events.of("failed")
+
+
+def test_only_unreachable_servers_are_retried_without_limit() -> None:
+    unreachable = [
+        "FFmpeg exited with code 145: Connection to tcp://127.0.0.1:8554?timeout=0 failed: Connection refused",
+        "FFmpeg exited with code 145: Connection to tcp://10.0.0.9:8554 failed: Connection timed out",
+        "FFmpeg exited with code 1: Connection to tcp://mediamtx:8554 failed: No route to host",
+        "no publish URL: NoResponders: no auth service is answering on framecast.auth.token.issue",
+        "no publish URL: RequestTimedOut: the auth service did not answer within 2 s",
+    ]
+    counted = [
+        "FFmpeg exited with code 1: Error opening output rtsp://***@127.0.0.1/cam1: Server returned 401 Unauthorized",
+        "FFmpeg killed by SIGKILL",
+        "not publishing 15 s after start",
+        "no progress for 5 s (frame 812)",
+        "no publish URL: RequestRejected: the auth service refused: not allowed",
+    ]
+    assert all(server_unreachable(reason) for reason in unreachable)
+    assert not any(server_unreachable(reason) for reason in counted)
 
 
 async def test_a_failing_url_factory_is_a_failed_start(  # type: ignore[no-untyped-def]

@@ -4,7 +4,9 @@ FFmpeg is the only thing that talks RTSP to MediaMTX, so its health is the strea
 health. The supervisor reads FFmpeg's own ``-progress`` output to know when it is
 publishing and when it has stalled, restarts it with backoff when it dies, switches a
 stream from a failing hardware encoder to libx264, and gives up - saying why, with the
-last FFmpeg errors, scrubbed of secrets - when restarts come too fast.
+last FFmpeg errors, scrubbed of secrets - when restarts come too fast. A server that cannot
+be reached is not a reason to give up: the stream itself is fine, so it keeps retrying at the
+capped backoff and publishes again as soon as MediaMTX (or the auth service) is back.
 
 Readiness: FFmpeg prints its first ``-progress`` block only once every output has written
 its header (``print_report`` waits for ``nb_output_dumped``), and the RTSP muxer's
@@ -33,6 +35,7 @@ import ctypes
 import logging
 import os
 import random
+import re
 import shlex
 import signal
 import time
@@ -62,6 +65,21 @@ _LOG_LEVELS = {
     "failed": logging.ERROR,
 }
 _PR_SET_PDEATHSIG = 1
+
+#: Failures saying that the server, or the auth service handing out publish tokens, cannot be
+#: reached right now (FFmpeg's socket errors; the bus errors of the URL factory). They do not
+#: count towards giving up: a MediaMTX restart must not end every stream.
+_UNREACHABLE = re.compile(
+    r"Connection refused|Connection timed out|No route to host|Network is unreachable"
+    r"|no publish URL: (NoResponders|RequestTimedOut)\b"
+)
+
+
+def server_unreachable(reason: str) -> bool:
+    """Whether a run ended because the server could not be reached, not because of FFmpeg."""
+    return _UNREACHABLE.search(reason) is not None
+
+
 # Bound before any fork: the pre-exec hook then only calls an already resolved C function.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
@@ -105,7 +123,8 @@ class SupervisorPolicy:
     """A run publishing this long resets the backoff."""
     max_restarts: int = 5
     window_s: float = 60.0
-    """More than ``max_restarts`` restarts within ``window_s`` -> failed."""
+    """More than ``max_restarts`` restarts within ``window_s`` -> failed. Runs that ended
+    because the server was unreachable are not counted: those retry for as long as it takes."""
     stall_timeout_s: float = 5.0
     """Publishing, but the frame counter has not moved for this long -> stalled."""
     start_timeout_s: float = 15.0
@@ -283,7 +302,8 @@ class Supervisor:
                     "encoder_fallback",
                     f"{previous} failed at run time ({fallback}); switched to {SOFTWARE_ENCODER}",
                 )
-            self._restart_times.append(now)
+            if not server_unreachable(reason):
+                self._restart_times.append(now)
             while self._restart_times and now - self._restart_times[0] > self._policy.window_s:
                 self._restart_times.popleft()
             if len(self._restart_times) > self._policy.max_restarts:
