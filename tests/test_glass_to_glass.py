@@ -40,9 +40,11 @@ API_KEY = "glass-to-glass-key-0123456789"
 
 
 async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
-    nats_server: NatsServer, bus: Bus, stream_id: str, tmp_path: Path
+    nats_server: NatsServer, bus: Bus, stream_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pytest.importorskip("aiortc", reason="aiortc is not installed")
+    caplog.set_level("DEBUG", logger="framecast")
+    caplog.set_level("INFO")
     store = await StateStore.open(bus, "test")
     auth_addr = f"127.0.0.1:{free_port()}"
     async with (
@@ -75,3 +77,5 @@ async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
     assert [(c["action"], c["protocol"], c["path"]) for c in bridge.hook_calls] == [
         ("read", "webrtc", stream_id)]
     assert bridge.hook_calls[0]["token"].startswith("eyJ")
+    # publish and viewer tokens, and the API key in the page's address, reach no log line
+    assert "eyJ" not in caplog.text and API_KEY not in caplog.text
