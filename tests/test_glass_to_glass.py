@@ -4,13 +4,20 @@ published over RTSP, watched through the gateway's player by WebRTC, latency rea
 MediaMTX's part (RTSP ingest, WHEP egress, asking the auth hook about each viewer) is played by
 tests.support.whep_bridge, which forwards the encoder's H.264 untouched; everything else is
 framecast's real services. The latency asserted here is only a sanity bound: the figures live
-in ``python -m bench glass`` and docs/performance.md.
+in ``python -m bench glass`` and docs/performance.md. With FRAMECAST_DOCS_SCREENSHOT=1 the test
+also refreshes docs/player.png, the README's picture of the player.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import math
+import os
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from framecast.auth.service import AuthSettings
@@ -25,6 +32,7 @@ from framecast.gateway.settings import GatewaySettings
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
+from framecast.proto.pattern import TestPattern
 from framecast.proto.runtime import Runtime
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
@@ -37,6 +45,33 @@ from tests.support.whep_bridge import WhepBridge
 pytestmark = needs_chromium
 
 API_KEY = "glass-to-glass-key-0123456789"
+
+#: Five presented frames, ten frames apart: their pixels (RGB, base64) and the stamp in them.
+GRAB_FRAMES = """async (count) => {
+  const { decodeStamp } = await import('/pattern.js');
+  const video = document.getElementById('video');
+  const canvas = Object.assign(document.createElement('canvas'),
+                               {width: video.videoWidth, height: video.videoHeight});
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  const pictures = [];
+  for (let i = 0; i < count; i += 1) {
+    for (let k = 0; k < 10; k += 1) await new Promise((r) => video.requestVideoFrameCallback(r));
+    context.drawImage(video, 0, 0);
+    const rgba = context.getImageData(0, 0, canvas.width, canvas.height);
+    const rgb = new Uint8Array(canvas.width * canvas.height * 3);
+    for (let p = 0, q = 0; p < rgba.data.length; p += 4, q += 3) rgb.set(rgba.data.subarray(p, p + 3), q);
+    let binary = '';
+    for (let j = 0; j < rgb.length; j += 0x8000) binary += String.fromCharCode(...rgb.subarray(j, j + 0x8000));
+    pictures.push({stamp: decodeStamp(rgba), rgb: btoa(binary)});
+  }
+  return pictures;
+}"""
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "player.png"
 
 
 async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
@@ -64,12 +99,26 @@ async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
             stream_id=stream_id, source=TestPatternSource(), format=VideoFormat(width=640, height=360, fps=30),
         ), Accepted, service="capture", timeout=10)
         await wait_for_state(store, stream_id, StreamState.PUBLISHING, timeout=30)
+        await asyncio.wait_for(bridge.published.wait(), 10)
+        mediamtx.add_path(stream_id)  # MediaMTX's control API now lists the path as ready
+        await wait_for_state(store, stream_id, StreamState.LIVE)
 
         async with chromium_page() as page:
             await page.goto(f"{gateway.url}/watch.html?stream={stream_id}&key={API_KEY}")
             stats = await wait_playing(page, "whep", samples=60)
             await assert_video_moves(page)
+            pictures = await page.evaluate(GRAB_FRAMES, 5)
+            await page.get_by_role("button", name="Statistics overlay").click()
+            await page.wait_for_function("window.framecastStats.bitrateKbps > 0", timeout=10_000)
+            await page.screenshot(path=tmp_path / "player.png")
 
+    # every picture is the frame capture rendered, intact: no lost packets, no smearing
+    pattern = TestPattern(640, 360)
+    for picture in pictures:
+        assert picture["stamp"] is not None, "a frame without a readable stamp"
+        shown = np.frombuffer(base64.b64decode(picture["rgb"]), np.uint8).reshape(360, 640, 3)
+        sent = pattern.render(picture["stamp"]["frameNo"], picture["stamp"]["ms"])[..., ::-1]
+        assert psnr(shown, sent) > 25, (picture["stamp"], psnr(shown, sent))  # intact: ~29 dB
     g2g = stats["glassToGlass"]
     assert 0 < g2g["p50Ms"] <= g2g["p95Ms"] < 1_000, g2g  # WebRTC is real time, not seconds behind
     assert g2g["frameNo"] > 0
@@ -79,3 +128,5 @@ async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
     assert bridge.hook_calls[0]["token"].startswith("eyJ")
     # publish and viewer tokens, and the API key in the page's address, reach no log line
     assert "eyJ" not in caplog.text and API_KEY not in caplog.text
+    if os.environ.get("FRAMECAST_DOCS_SCREENSHOT"):
+        shutil.copyfile(tmp_path / "player.png", DOCS_SCREENSHOT)

@@ -151,7 +151,7 @@ class WhepBridge:
         if self.local_pattern is not None:
             track = stamped_track(*self.local_pattern)
         else:
-            track = self._relay.subscribe(self._player.video, buffered=False)
+            track = self._relay.subscribe(self._player.video, buffered=True)
         sender = pc.addTrack(track)
         transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
         # forwarding without decoding needs H.264, never VP8 (and the floor uses the same codec)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -52,7 +50,6 @@ pytestmark = [*needs_chromium, pytest.mark.asyncio(loop_scope="module")]
 STATIC = Path(str(resources.files("framecast.gateway") / "static"))
 WIDTH, HEIGHT, FPS = 640, 360, 30
 STREAM = "cam1"
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "player.png"
 
 
 def now_ms() -> int:
@@ -512,7 +509,7 @@ def aiortc_peer(media: MediaOrigin, monkeypatch: pytest.MonkeyPatch) -> MediaOri
 
 
 async def test_plays_whep_from_an_aiortc_peer(
-    stub: StubGateway, gateway_url: str, aiortc_peer: MediaOrigin, tmp_path: Path
+    stub: StubGateway, gateway_url: str, aiortc_peer: MediaOrigin
 ) -> None:
     media = aiortc_peer
     async with chromium_page() as page:
@@ -521,7 +518,6 @@ async def test_plays_whep_from_an_aiortc_peer(
         stats = await wait_playing(page, "whep", samples=60)
         await assert_video_moves(page)
         await page.wait_for_function("window.framecastStats.bitrateKbps > 0", timeout=10_000)
-        await page.screenshot(path=tmp_path / "player.png")
         await page.goto(f"{gateway_url}/test/blank")  # leaving the page ends the WHEP session
         await media.until(lambda: media.deletes == 1)
 
@@ -529,8 +525,6 @@ async def test_plays_whep_from_an_aiortc_peer(
     g2g = stats["glassToGlass"]
     assert 0 < g2g["p50Ms"] <= g2g["p95Ms"] < 2_000, g2g
     assert media.hls_opened == []
-    if os.environ.get("FRAMECAST_DOCS_SCREENSHOT"):
-        shutil.copyfile(tmp_path / "player.png", DOCS_SCREENSHOT)
 
 
 async def test_reconnects_when_the_whep_peer_goes_away(
