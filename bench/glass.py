@@ -31,7 +31,7 @@ ROWS = (  # label, size, viewers get the encoder's video (True) or aiortc's own 
 )
 WINDOW_S = 12.0  # the meter's window is 10 s: every sample comes from steady playback
 QUICK_WINDOW_S = 4.0
-DEFAULT_REPEAT = 3  # a run's p50 moves by tens of ms with the phase of capture, encoder and display
+DEFAULT_REPEAT = 5  # a run's p50 moves by tens of ms with the phase of capture, encoder and display
 API_KEY = "bench-glass-" + secrets.token_hex(8)
 
 
@@ -102,27 +102,34 @@ async def _run_all(options: Options) -> list[dict[str, Any]]:
     window_s = QUICK_WINDOW_S if options.quick else WINDOW_S
     repeat = options.repeat or (1 if options.quick else DEFAULT_REPEAT)
     server = await NatsServer().start()
+    runs: list[list[dict[str, Any]]] = [[] for _ in ROWS]
+    errors: dict[int, str] = {}
     results = []
     try:
-        for label, (width, height), forwarded in ROWS:
-            runs = []
-            try:
-                for _ in range(repeat):
-                    runs.append(await measure(server.url, width, height, forwarded, window_s))
-                    options.progress(f"glass {label} {width}x{height}: p50 {runs[-1]['p50_ms']} ms, "
-                                     f"p95 {runs[-1]['p95_ms']} ms, {runs[-1]['samples']} samples")
-            except Exception as exc:  # a failed row is reported, the others still run
-                results.append({"label": label, "size": f"{width}x{height}", "fps": FPS,
-                                "error": f"{type(exc).__name__}: {exc}"})
-                options.progress(f"glass {label} {width}x{height}: {results[-1]['error']}")
+        for _ in range(repeat):  # rows interleaved: a slow minute of the machine hits all of them
+            for row, (label, (width, height), forwarded) in enumerate(ROWS):
+                if row in errors:
+                    continue
+                try:
+                    runs[row].append(await measure(server.url, width, height, forwarded, window_s))
+                except Exception as exc:  # a failed row is reported, the others still run
+                    errors[row] = f"{type(exc).__name__}: {exc}"
+                    options.progress(f"glass {label} {width}x{height}: {errors[row]}")
+                    continue
+                last = runs[row][-1]
+                options.progress(f"glass {label} {width}x{height}: p50 {last['p50_ms']} ms, "
+                                 f"p95 {last['p95_ms']} ms, {last['samples']} samples")
+        for row, (label, (width, height), _) in enumerate(ROWS):
+            if row in errors:
+                results.append({"label": label, "size": f"{width}x{height}", "fps": FPS, "error": errors[row]})
                 continue
-            p50s = [r["p50_ms"] for r in runs]
+            p50s = [r["p50_ms"] for r in runs[row]]
             results.append({
-                "label": label, "size": runs[0]["size"], "fps": FPS, "video": runs[0]["video"],
-                "p50_ms": report.median(p50s), "p95_ms": report.median([r["p95_ms"] for r in runs]),
+                "label": label, "size": runs[row][0]["size"], "fps": FPS, "video": runs[row][0]["video"],
+                "p50_ms": report.median(p50s), "p95_ms": report.median([r["p95_ms"] for r in runs[row]]),
                 "p50_min_ms": min(p50s), "p50_max_ms": max(p50s),
-                "bitrate_kbps": report.median([r["bitrate_kbps"] or float("nan") for r in runs]),
-                "runs": runs,
+                "bitrate_kbps": report.median([r["bitrate_kbps"] or float("nan") for r in runs[row]]),
+                "runs": runs[row],
             })
     finally:
         await server.stop()
