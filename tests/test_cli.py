@@ -18,7 +18,7 @@ from framecast.proto.bus import Bus
 from framecast.proto.pattern import TestPattern
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
-from tests.support.rtsp import RtspReceiver
+from tests.support.rtsp import RtspReceiver, free_port
 from tests.support.services import running, wait_for_state
 
 S = StreamState
@@ -50,8 +50,33 @@ async def test_stream_start_follows_the_stream_to_publishing(nats_server: NatsSe
             assert stream_id in out and "publishing" in out
             code, out, err = await _framecast("stream", "start", stream_id, env=env)
             assert code == 1 and "already publishing" in err
-            code, out, _ = await _framecast("stream", "stop", stream_id, env=env)
-            assert code == 0 and "stopping" in out
+            code, out, err = await _framecast("stream", "stop", stream_id, env=env)
+            assert code == 0, err
+            assert f"{stream_id}: stopping" in out and f"{stream_id}: stopped" in out, out
+
+
+async def test_stream_start_says_once_why_it_is_not_publishing(nats_server: NatsServer, stream_id: str) -> None:
+    env = dict(os.environ, FRAMECAST_NATS_URL=nats_server.url)
+    nobody = free_port()  # no MediaMTX listens there
+    encoder = EncoderSettings(nats_url=nats_server.url, mediamtx_rtsp=f"rtsp://127.0.0.1:{nobody}",
+                              publish_auth="none")
+    async with (running("encoder", encoder, encoder_lifespan),
+                running("capture", CaptureSettings(nats_url=nats_server.url), capture_lifespan)):
+        code, out, err = await _framecast("stream", "start", stream_id, "--size", "320x240", "--timeout", "4",
+                                          env=env)
+        assert code == 1
+        assert out.count("MediaMTX is not reachable") == 1, out  # retried, said once
+        assert f"{stream_id} is not live or publishing after 4 s (it is stalled: MediaMTX is not reachable" in err
+        assert f"framecast stream watch {stream_id}" in err
+        code, out, err = await _framecast("stream", "stop", stream_id, env=env)
+        assert code == 0 and f"{stream_id}: stopped" in out, (out, err)
+
+
+async def test_a_bad_stream_id_is_refused_before_anything_is_sent() -> None:
+    env = dict(os.environ, FRAMECAST_NATS_URL="nats://127.0.0.1:1")  # never reached
+    code, _, err = await _framecast("stream", "start", "bad id!", env=env)
+    assert code == 2
+    assert "'bad id!' is not a stream id: use 1 to 64 letters, digits, '_' or '-'" in err
 
 
 async def test_stream_commands_without_nats_say_what_to_do() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from . import asyncapi, subjects
 from .bus import Bus
 from .errors import BusError
 from .messages import (
+    STREAM_ID_PATTERN,
     Accepted,
     DeviceSource,
     FileSource,
@@ -81,12 +83,43 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _stream_id(text: str) -> str:
+    if not re.fullmatch(STREAM_ID_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a stream id: use 1 to 64 letters, digits, '_' or '-'")
+    return text
+
+
+#: What a retry adds to a failure's reason; without it, retries of one failure read the same.
+_RETRY_WORDS = re.compile(r"^restarting FFmpeg: | \((retrying in [\d.]+ s|retrying now)\)$")
+
+
+class EventPrinter:
+    """Prints lifecycle events a line each, and a failure that is being retried once, not at
+    every retry (an encoder waiting for MediaMTX retries every few seconds for as long as it
+    takes). ``out`` receives each line."""
+
+    def __init__(self, out: Callable[[str], None] = print, *, indent: str = "") -> None:
+        self._out = out
+        self._indent = indent
+        self._printed: dict[str, str] = {}  # stream -> the failure last printed, retry words removed
+
+    def __call__(self, stream_id: str, state: str, reason: str, at: float) -> None:
+        failure = _RETRY_WORDS.sub("", reason)
+        retrying = state in (StreamState.STARTING, StreamState.STALLED)
+        if retrying and failure and self._printed.get(stream_id) == failure:
+            return
+        self._printed[stream_id] = failure
+        stamp = time.strftime("%H:%M:%S", time.localtime(at))
+        self._out(f"{self._indent}{stamp} {stream_id}: {state}" + (f" ({reason})" if reason else ""))
+
+
 def register_stream(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     stream = commands.add_parser("stream", help="start, stop and watch streams (talks to NATS)")
     sub = stream.add_subparsers(dest="stream_command", required=True, metavar="COMMAND")
 
     start = sub.add_parser("start", help="start a stream from a capture source")
-    start.add_argument("stream_id")
+    start.add_argument("stream_id", type=_stream_id)
     start.add_argument("--source", choices=["testpattern", "file", "url", "device"], default="testpattern")
     start.add_argument("--input", help="file path, camera URL or device path for those sources")
     start.add_argument("--size", type=_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
@@ -97,7 +130,9 @@ def register_stream(commands: argparse._SubParsersAction) -> None:  # type: igno
     start.set_defaults(run=lambda a: _run_async(_start(a)))
 
     stop = sub.add_parser("stop", help="stop a stream")
-    stop.add_argument("stream_id")
+    stop.add_argument("stream_id", type=_stream_id)
+    stop.add_argument("--no-wait", action="store_true", help="return once the request is accepted")
+    stop.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for stopped")
     stop.set_defaults(run=lambda a: _run_async(_stop(a)))
 
     listing = sub.add_parser("list", help="every stream and its state")
@@ -121,9 +156,8 @@ async def _connect() -> Bus:
     return await Bus.connect(settings.nats_url, client_id="framecast-cli", connect_timeout=3)
 
 
-def _print_event(stream_id: str, state: str, reason: str, at: float) -> None:
-    stamp = time.strftime("%H:%M:%S", time.localtime(at))
-    print(f"{stamp} {stream_id}: {state}" + (f" ({reason})" if reason else ""), flush=True)
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 async def _start(args: argparse.Namespace) -> int:
@@ -148,10 +182,12 @@ async def _start(args: argparse.Namespace) -> int:
         store = await StateStore.open(bus, "framecast-cli")
         events = store.history(args.stream_id, after=await _last_seq(bus))
         reply = await bus.request(subjects.STREAM_START, request, Accepted, service="capture", timeout=10)
-        _print_event(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
+        printer = EventPrinter(_print)
+        printer(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
         if args.no_wait:
             return 0
-        return await _wait_for(events, {StreamState.PUBLISHING, StreamState.LIVE}, args.timeout)
+        return await _wait_for(args.stream_id, events, {StreamState.PUBLISHING, StreamState.LIVE},
+                               args.timeout, printer)
     finally:
         await bus.close()
 
@@ -161,12 +197,18 @@ async def _last_seq(bus: Bus) -> int:
     return info.state.last_seq
 
 
-async def _wait_for(events, goal: set[StreamState], timeout: float) -> int:  # type: ignore[no-untyped-def]
+async def _wait_for(  # type: ignore[no-untyped-def]
+    stream_id: str, events, goal: set[StreamState], timeout: float, printer: EventPrinter
+) -> int:
+    last = None
+
     async def follow() -> int:
+        nonlocal last
         async for _, event in events:
             if event.state is StreamState.REQUESTED:
                 continue
-            _print_event(event.stream_id, event.state, event.reason, event.at)
+            last = event
+            printer(event.stream_id, event.state, event.reason, event.at)
             if event.state in goal:
                 return 0
             if event.state in TERMINAL:
@@ -176,18 +218,26 @@ async def _wait_for(events, goal: set[StreamState], timeout: float) -> int:  # t
     try:
         return await asyncio.wait_for(follow(), timeout)
     except TimeoutError:
-        print(f"framecast: still not {'/'.join(sorted(goal))} after {timeout:g} s", file=sys.stderr)
+        now = f" (it is {last.state}: {last.reason})" if last is not None and last.reason else ""
+        print(f"framecast: {stream_id} is not {' or '.join(sorted(goal))} after {timeout:g} s{now}. "
+              f"It goes on in the background: `framecast stream watch {stream_id}` follows it.",
+              file=sys.stderr)
         return 1
 
 
 async def _stop(args: argparse.Namespace) -> int:
     bus = await _connect()
     try:
+        store = await StateStore.open(bus, "framecast-cli")
+        events = store.history(args.stream_id, after=await _last_seq(bus))
         reply = await bus.request(
             subjects.STREAM_STOP, StopStream(stream_id=args.stream_id), Accepted, service="capture", timeout=10
         )
-        _print_event(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
-        return 0
+        printer = EventPrinter(_print)
+        printer(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
+        if args.no_wait or reply.stream.state in TERMINAL:
+            return 0
+        return await _wait_for(args.stream_id, events, {StreamState.STOPPED}, args.timeout, printer)
     finally:
         await bus.close()
 
@@ -210,8 +260,9 @@ async def _watch(args: argparse.Namespace) -> int:
     bus = await _connect()
     try:
         store = await StateStore.open(bus, "framecast-cli")
+        printer = EventPrinter(_print)
         async for _, event in store.history(args.stream_id):
-            _print_event(event.stream_id, event.state, event.reason, event.at)
+            printer(event.stream_id, event.state, event.reason, event.at)
         return 0
     finally:
         await bus.close()

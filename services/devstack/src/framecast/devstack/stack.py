@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -28,19 +27,17 @@ import httpx
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
+from framecast.proto.cli import EventPrinter
 from framecast.proto.errors import BusError
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
 from framecast.proto.procs import die_with_parent
 from framecast.proto.settings import parse_address
-from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 
 from . import mediamtx
 from .nats import NatsServer, NatsServerError
 
 READY_TIMEOUT_S = 30.0
-#: What a retry adds to a failure's reason; without it, retries of one failure read the same.
-_RETRY_WORDS = re.compile(r"^restarting FFmpeg: | \((retrying in [\d.]+ s|retrying now)\)$")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -201,19 +198,10 @@ class DevStack:
         self.say("Stream events follow. Ctrl-C stops everything.")
 
     async def follow(self, bus: Bus, after: int) -> None:
-        """Print every transition, except the retries of a failure already printed (an encoder
-        waiting for MediaMTX retries every few seconds for as long as it takes)."""
         store = await StateStore.open(bus, "framecast-up")
-        printed: dict[str, str] = {}  # stream -> the failure last printed, retry words removed
+        printer = EventPrinter(self.say, indent="  ")
         async for _, event in store.history(after=after):
-            failure = _RETRY_WORDS.sub("", event.reason)
-            retrying = event.state in (StreamState.STARTING, StreamState.STALLED)
-            if retrying and failure and printed.get(event.stream_id) == failure:
-                continue
-            printed[event.stream_id] = failure
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-            detail = f" ({event.reason})" if event.reason else ""
-            self.say(f"  {stamp} {event.stream_id}: {event.state}{detail}")
+            printer(event.stream_id, event.state, event.reason, event.at)
 
     async def watch_children(self) -> None:
         while True:
