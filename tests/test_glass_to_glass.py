@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 
 from framecast.auth.service import AuthSettings
 from framecast.auth.service import lifespan as auth_lifespan
@@ -68,6 +69,17 @@ GRAB_FRAMES = """async (count) => {
 }"""
 
 
+def value(data: MetricsData, name: str, **attributes: str) -> float:
+    """The sum of ``name``'s data points whose attributes include ``attributes`` (0: none)."""
+    return sum(
+        point.value
+        for resource in data.resource_metrics for scope in resource.scope_metrics for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+        if attributes.items() <= dict(point.attributes or {}).items()
+    )
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 10 * math.log10(255**2 / mse) if mse else math.inf
@@ -75,7 +87,8 @@ DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "player.png"
 
 
 async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
-    nats_server: NatsServer, bus: Bus, stream_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    nats_server: NatsServer, bus: Bus, stream_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    metric_reader: InMemoryMetricReader,
 ) -> None:
     pytest.importorskip("aiortc", reason="aiortc is not installed")
     caplog.set_level("DEBUG", logger="framecast")
@@ -111,6 +124,7 @@ async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
             await page.get_by_role("button", name="Statistics overlay").click()
             await page.wait_for_function("window.framecastStats.bitrateKbps > 0", timeout=10_000)
             await page.screenshot(path=tmp_path / "player.png")
+            recorded = metric_reader.get_metrics_data()  # while the page plays and the stream is open
 
     # every picture is the frame capture rendered, intact: no lost packets, no smearing
     pattern = TestPattern(640, 360)
@@ -128,5 +142,14 @@ async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
     assert bridge.hook_calls[0]["token"].startswith("eyJ")
     # publish and viewer tokens, and the API key in the page's address, reach no log line
     assert "eyJ" not in caplog.text and API_KEY not in caplog.text
+    # each service's own metrics saw this viewer and this stream
+    assert value(recorded, "framecast.auth.decisions",
+                 action="read", protocol="webrtc", decision="allow", reason="ok") >= 1
+    assert value(recorded, "framecast.auth.tokens", role="publisher", outcome="issued") >= 1
+    assert value(recorded, "framecast.auth.tokens", role="viewer", outcome="issued") >= 1
+    assert value(recorded, "framecast.gateway.playbacks") >= 1
+    assert value(recorded, "framecast.gateway.streams", state="live") >= 1
+    assert value(recorded, "framecast.gateway.event_streams") >= 1  # the page follows the events
+    assert value(recorded, "framecast.capture.frames", **{"stream.id": stream_id}) > 60
     if os.environ.get("FRAMECAST_DOCS_SCREENSHOT"):
         shutil.copyfile(tmp_path / "player.png", DOCS_SCREENSHOT)

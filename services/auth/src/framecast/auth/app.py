@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from opentelemetry import metrics
 
 from framecast.proto.messages import AuthDecision
 
@@ -37,6 +38,10 @@ from .ratelimit import FailureLimiter
 from .tokens import TokenVerifier
 
 logger = logging.getLogger(__name__)
+_decisions = metrics.get_meter("framecast.auth").create_counter(
+    "framecast.auth.decisions", unit="{decision}",
+    description="auth hook answers, by action, protocol, decision (allow, deny) and reason",
+)
 
 AuditSink = Callable[[AuthDecision], None]
 """``audit(decision)``: fire-and-forget (the NATS publisher queues it); must not block."""
@@ -66,10 +71,12 @@ def create_app(
     @post(HOOK_PATH, status_code=200)
     async def mediamtx_auth(request: Request[Any, Any, Any]) -> Response[bytes]:
         if request.content_type[0] != "application/json":
+            _decisions.add(1, {"decision": "deny", "reason": "bad_request"})
             return _problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "the hook expects application/json")
         try:
             hook_request = decode_request(await request.body())
         except HookRequestError as exc:
+            _decisions.add(1, {"decision": "deny", "reason": "bad_request"})
             return _problem(HTTPStatus.BAD_REQUEST, exc.detail)
         try:
             decision = decide(hook_request, verifier, is_revoked, limiter)
@@ -77,6 +84,8 @@ def create_app(
             logger.exception("auth decision failed; denying %r", hook_request)
             decision = Decision(False, "internal_error")
         _log(hook_request, decision)
+        _decisions.add(1, {"action": hook_request.action, "protocol": hook_request.protocol,
+                           "decision": "allow" if decision.allowed else "deny", "reason": decision.reason})
         _send(audit, audit_record(hook_request, decision, clock()))
         if decision.allowed:
             return Response(b"", status_code=HTTPStatus.OK, media_type="text/plain")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from nats.aio.msg import Msg
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from opentelemetry import metrics
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
@@ -45,6 +46,9 @@ from .ratelimit import FailureLimiter
 from .tokens import TokenIssuer, TokenRequestError, TokenVerifier
 
 log = logging.getLogger("framecast.auth")
+_tokens = metrics.get_meter("framecast.auth").create_counter(
+    "framecast.auth.tokens", unit="{token}", description="token requests over NATS, by role and outcome",
+)
 
 REVOKED_BUCKET = "framecast_revoked"
 REVOKED_TTL_S = 86400 + 600
@@ -169,7 +173,9 @@ class AuthService:
         try:
             issued = self.issuer.issue_for(request)
         except TokenRequestError as exc:
+            _tokens.add(1, {"role": request.role, "outcome": "refused"})
             return Rejected(code="bad_request", message=str(exc))
+        _tokens.add(1, {"role": request.role, "outcome": "issued"})
         log.info("issued a %s token for %s", request.role, request.stream_id or "the API",
                  extra={"stream_id": request.stream_id or "", "subject": request.subject, "kid": issued.kid})
         return issued

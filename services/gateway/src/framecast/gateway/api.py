@@ -19,6 +19,7 @@ from litestar.exceptions import ClientException, NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent
+from opentelemetry import metrics
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
@@ -58,6 +59,10 @@ __all__ = [
     "api_router",
     "health_routes",
 ]
+
+_playbacks = metrics.get_meter("framecast.gateway").create_counter(
+    "framecast.gateway.playbacks", unit="{token}", description="playback URLs and viewer tokens handed out",
+)
 
 READ_YOUR_WRITES_S = 1.0
 """After a start or stop, wait this long at most for the view to show it, so that the caller's
@@ -292,6 +297,7 @@ async def playback(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamIdIn
         TokenRequest(role="viewer", stream_id=stream_id, subject=viewer.subject),
         TokenIssued, service="auth", timeout=gateway.settings.gateway_request_timeout_s,
     )
+    _playbacks.add(1)
     settings = gateway.settings
     return Response(
         Playback(
