@@ -9,6 +9,8 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from framecast.auth.app import create_app
 from framecast.auth.keys import KeyStore
@@ -172,3 +174,19 @@ async def test_no_credential_reaches_the_audit_trail_or_the_logs(
         assert secret not in trail
         assert secret not in logged
     assert "query-secret" not in trail and "a=1" not in trail
+
+
+async def test_every_decision_is_a_server_span_without_secrets(
+    client: Client, issuer: TokenIssuer, mediamtx_request: MakeRequest, spans: InMemorySpanExporter
+) -> None:
+    valid = issuer.issue_viewer("cam1", "alice").token
+    await client.post("/mediamtx/auth", json=mediamtx_request(protocol="webrtc", path="cam1", token=valid,
+                                                               query=f"token={valid}"))
+    await client.post("/mediamtx/auth", json=mediamtx_request(protocol="webrtc", path="cam2", token=valid))
+    hooks = [s for s in spans.get_finished_spans() if s.name == "POST /mediamtx/auth"][-2:]
+    assert [s.kind for s in hooks] == [SpanKind.SERVER, SpanKind.SERVER]
+    allowed, denied = (dict(s.attributes or {}) for s in hooks)
+    assert allowed["framecast.auth.decision"] == "allow" and allowed["enduser.id"] == "alice"
+    assert allowed["mediamtx.action"] == "read" and allowed["mediamtx.protocol"] == "webrtc"
+    assert denied["framecast.auth.decision"] == "deny" and denied["framecast.auth.reason"] == "forbidden"
+    assert valid not in repr([s.to_json() for s in hooks])

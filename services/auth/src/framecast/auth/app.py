@@ -20,7 +20,8 @@ from typing import Any
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind
 
 from framecast.proto.messages import AuthDecision
 
@@ -38,6 +39,7 @@ from .ratelimit import FailureLimiter
 from .tokens import TokenVerifier
 
 logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer("framecast.auth")
 _decisions = metrics.get_meter("framecast.auth").create_counter(
     "framecast.auth.decisions", unit="{decision}",
     description="auth hook answers, by action, protocol, decision (allow, deny) and reason",
@@ -78,15 +80,26 @@ def create_app(
         except HookRequestError as exc:
             _decisions.add(1, {"decision": "deny", "reason": "bad_request"})
             return _problem(HTTPStatus.BAD_REQUEST, exc.detail)
-        try:
-            decision = decide(hook_request, verifier, is_revoked, limiter)
-        except Exception:
-            logger.exception("auth decision failed; denying %r", hook_request)
-            decision = Decision(False, "internal_error")
-        _log(hook_request, decision)
-        _decisions.add(1, {"action": hook_request.action, "protocol": hook_request.protocol,
-                           "decision": "allow" if decision.allowed else "deny", "reason": decision.reason})
-        _send(audit, audit_record(hook_request, decision, clock()))
+        # A span per decision (MediaMTX sends no trace context: each is a trace of its own),
+        # with what was asked and the answer; never the token, password or query.
+        with _tracer.start_as_current_span(f"POST {HOOK_PATH}", kind=SpanKind.SERVER) as span:
+            try:
+                decision = decide(hook_request, verifier, is_revoked, limiter)
+            except Exception:
+                logger.exception("auth decision failed; denying %r", hook_request)
+                decision = Decision(False, "internal_error")
+            outcome = "allow" if decision.allowed else "deny"
+            if span.is_recording():
+                span.set_attributes({
+                    "http.request.method": "POST", "http.route": HOOK_PATH, "client.address": hook_request.ip,
+                    "mediamtx.action": hook_request.action, "mediamtx.protocol": hook_request.protocol,
+                    "mediamtx.path": hook_request.path, "framecast.auth.decision": outcome,
+                    "framecast.auth.reason": decision.reason, "enduser.id": decision.subject or "",
+                })
+            _log(hook_request, decision)
+            _decisions.add(1, {"action": hook_request.action, "protocol": hook_request.protocol,
+                               "decision": outcome, "reason": decision.reason})
+            _send(audit, audit_record(hook_request, decision, clock()))
         if decision.allowed:
             return Response(b"", status_code=HTTPStatus.OK, media_type="text/plain")
         return _problem(HTTPStatus.UNAUTHORIZED, decision.reason)
