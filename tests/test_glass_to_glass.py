@@ -2,7 +2,8 @@
 published over RTSP, watched through the gateway's player by WebRTC, latency read from pixels.
 
 MediaMTX's part (RTSP ingest, WHEP egress, asking the auth hook about each viewer) is played by
-tests.support.whep_bridge, which forwards the encoder's H.264 untouched; everything else is
+tests.support.whep_bridge, which forwards the encoder's H.264 untouched, and - wherever a binary
+is present - by a real MediaMTX too, which also serves the HLS fallback. Everything else is
 framecast's real services. The latency asserted here is only a sanity bound: the figures live
 in ``python -m bench glass`` and docs/performance.md. With FRAMECAST_DOCS_SCREENSHOT=1 the test
 also refreshes docs/player.png, the README's picture of the player.
@@ -12,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import math
 import os
 import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,7 @@ from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 from tests.support.browser import assert_video_moves, chromium_page, needs_chromium, wait_playing
 from tests.support.fake_mediamtx import FakeMediaMTX
+from tests.support.real_mediamtx import needs_mediamtx, real_mediamtx
 from tests.support.rtsp import free_port
 from tests.support.services import running, wait_for_state
 from tests.support.whep_bridge import WhepBridge
@@ -69,8 +74,10 @@ GRAB_FRAMES = """async (count) => {
 }"""
 
 
-def value(data: MetricsData, name: str, **attributes: str) -> float:
+def value(data: MetricsData | None, name: str, **attributes: str) -> float:
     """The sum of ``name``'s data points whose attributes include ``attributes`` (0: none)."""
+    if data is None:  # nothing recorded in this process yet
+        return 0
     return sum(
         point.value
         for resource in data.resource_metrics for scope in resource.scope_metrics for metric in scope.metrics
@@ -83,37 +90,76 @@ def value(data: MetricsData, name: str, **attributes: str) -> float:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 10 * math.log10(255**2 / mse) if mse else math.inf
+
+
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "player.png"
 
 
+@dataclass
+class MediaServer:
+    """Where the encoder publishes and browsers play, and how "live" becomes known."""
+
+    rtsp_base: str
+    whep_base: str
+    hls_base: str
+    api_url: str
+    published: Callable[[], Awaitable[None]]
+    """Returns once the server has the stream (and its control API says so)."""
+
+
+@contextlib.asynccontextmanager
+async def bridge_server(stream_id: str, auth_addr: str, _tmp_path: Path) -> AsyncIterator[MediaServer]:
+    async with (WhepBridge(stream_id, hook_url=f"http://{auth_addr}/mediamtx/auth") as bridge,
+                FakeMediaMTX() as api):
+        async def published() -> None:
+            await asyncio.wait_for(bridge.published.wait(), 10)
+            api.add_path(stream_id)  # the control API now lists the path as ready
+
+        no_hls = f"http://127.0.0.1:{free_port()}"  # the bridge serves WebRTC only
+        yield MediaServer(bridge.rtsp_base, bridge.whep_base, no_hls, api.url, published)
+
+
+@contextlib.asynccontextmanager
+async def mediamtx_server(_stream_id: str, auth_addr: str, tmp_path: Path) -> AsyncIterator[MediaServer]:
+    async with real_mediamtx(tmp_path, auth_addr) as ports:
+        async def published() -> None:
+            pass  # MediaMTX's own API reports the path: the reconciler sees it
+
+        yield MediaServer(f"rtsp://127.0.0.1:{ports['rtsp']}", f"http://127.0.0.1:{ports['whep']}",
+                          f"http://127.0.0.1:{ports['hls']}", f"http://127.0.0.1:{ports['api']}", published)
+
+
+@pytest.mark.parametrize("media", [
+    pytest.param(bridge_server, id="whep-bridge"),
+    pytest.param(mediamtx_server, id="real-mediamtx", marks=needs_mediamtx),
+])
 async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
     nats_server: NatsServer, bus: Bus, stream_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
-    metric_reader: InMemoryMetricReader,
+    metric_reader: InMemoryMetricReader, media: Callable[..., contextlib.AbstractAsyncContextManager[MediaServer]],
 ) -> None:
     pytest.importorskip("aiortc", reason="aiortc is not installed")
     caplog.set_level("DEBUG", logger="framecast")
     caplog.set_level("INFO")
     store = await StateStore.open(bus, "test")
     auth_addr = f"127.0.0.1:{free_port()}"
+    before = metric_reader.get_metrics_data()
     async with (
         running("auth", AuthSettings(nats_url=nats_server.url, auth_addr=auth_addr,
                                      auth_key_dir=str(tmp_path / "keys")), auth_lifespan),
-        WhepBridge(stream_id, hook_url=f"http://{auth_addr}/mediamtx/auth") as bridge,
-        FakeMediaMTX() as mediamtx,
-        running("encoder", EncoderSettings(nats_url=nats_server.url, mediamtx_rtsp=bridge.rtsp_base),
+        media(stream_id, auth_addr, tmp_path) as server,
+        running("encoder", EncoderSettings(nats_url=nats_server.url, mediamtx_rtsp=server.rtsp_base),
                 encoder_lifespan),
         running("capture", CaptureSettings(nats_url=nats_server.url), capture_lifespan),
         gateway_lifespan(Runtime("gateway", GatewaySettings(
             nats_url=nats_server.url, gateway_addr="127.0.0.1:0", gateway_api_key=API_KEY,
-            mediamtx_api=mediamtx.url, public_whep_base=bridge.whep_base,
+            mediamtx_api=server.api_url, public_whep_base=server.whep_base, public_hls_base=server.hls_base,
         ), "gateway-1")) as gateway,
     ):
         await bus.request(subjects.STREAM_START, StartStream(
             stream_id=stream_id, source=TestPatternSource(), format=VideoFormat(width=640, height=360, fps=30),
         ), Accepted, service="capture", timeout=10)
         await wait_for_state(store, stream_id, StreamState.PUBLISHING, timeout=30)
-        await asyncio.wait_for(bridge.published.wait(), 10)
-        mediamtx.add_path(stream_id)  # MediaMTX's control API now lists the path as ready
+        await server.published()
         await wait_for_state(store, stream_id, StreamState.LIVE)
 
         async with chromium_page() as page:
@@ -125,6 +171,10 @@ async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
             await page.wait_for_function("window.framecastStats.bitrateKbps > 0", timeout=10_000)
             await page.screenshot(path=tmp_path / "player.png")
             recorded = metric_reader.get_metrics_data()  # while the page plays and the stream is open
+            if media is mediamtx_server:  # a real MediaMTX serves HLS too: the fallback must play
+                await page.goto(f"{gateway.url}/watch.html?stream={stream_id}&key={API_KEY}&via=hls")
+                await wait_playing(page, "hls", samples=5)
+                await assert_video_moves(page)
 
     # every picture is the frame capture rendered, intact: no lost packets, no smearing
     pattern = TestPattern(640, 360)
@@ -136,18 +186,18 @@ async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
     g2g = stats["glassToGlass"]
     assert 0 < g2g["p50Ms"] <= g2g["p95Ms"] < 1_000, g2g  # WebRTC is real time, not seconds behind
     assert g2g["frameNo"] > 0
-    # MediaMTX asked the auth hook about the viewer with the token the gateway handed out
-    assert [(c["action"], c["protocol"], c["path"]) for c in bridge.hook_calls] == [
-        ("read", "webrtc", stream_id)]
-    assert bridge.hook_calls[0]["token"].startswith("eyJ")
     # publish and viewer tokens, and the API key in the page's address, reach no log line
     assert "eyJ" not in caplog.text and API_KEY not in caplog.text
-    # each service's own metrics saw this viewer and this stream
-    assert value(recorded, "framecast.auth.decisions",
-                 action="read", protocol="webrtc", decision="allow", reason="ok") >= 1
-    assert value(recorded, "framecast.auth.tokens", role="publisher", outcome="issued") >= 1
-    assert value(recorded, "framecast.auth.tokens", role="viewer", outcome="issued") >= 1
-    assert value(recorded, "framecast.gateway.playbacks") >= 1
+    # MediaMTX asked the auth hook about the viewer, which the token the gateway handed out
+    # allowed; and each service's own metrics saw this viewer and this stream
+    def more(name: str, **attributes: str) -> float:
+        return value(recorded, name, **attributes) - value(before, name, **attributes)
+
+    assert more("framecast.auth.decisions", action="read", protocol="webrtc", decision="allow", reason="ok") >= 1
+    assert more("framecast.auth.decisions", action="read", decision="deny") == 0
+    assert more("framecast.auth.tokens", role="publisher", outcome="issued") >= 1
+    assert more("framecast.auth.tokens", role="viewer", outcome="issued") >= 1
+    assert more("framecast.gateway.playbacks") >= 1
     assert value(recorded, "framecast.gateway.streams", state="live") >= 1
     assert value(recorded, "framecast.gateway.event_streams") >= 1  # the page follows the events
     assert value(recorded, "framecast.capture.frames", **{"stream.id": stream_id}) > 60

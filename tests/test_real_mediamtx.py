@@ -8,21 +8,16 @@ Elsewhere the other tests stand in for it with protocol peers; these run automat
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import imageio_ffmpeg
-import pytest
 
 from framecast.auth.service import AuthSettings
 from framecast.auth.service import lifespan as auth_lifespan
 from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
-from framecast.devstack import mediamtx
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import EncoderSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
@@ -31,54 +26,18 @@ from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, TokenIssued, TokenRequest, VideoFormat
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from tests.support.real_mediamtx import needs_mediamtx, real_mediamtx
+from tests.support.rtsp import free_port
 from tests.support.services import running, wait_for_state
 
-BINARY = mediamtx.find_mediamtx()
-pytestmark = [
-    pytest.mark.mediamtx,
-    pytest.mark.skipif(BINARY is None, reason="no mediamtx binary here (PATH, FRAMECAST_MEDIAMTX_BIN or "
-                       "`framecast mediamtx install`)"),
-]
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def real_mediamtx(tmp_path: Path, auth_addr: str) -> AsyncIterator[dict[str, int]]:
-    ports = {"rtsp": _port(), "api": _port(), "whep": _port(), "hls": _port(), "udp": _port()}
-    conf = tmp_path / "mediamtx.yml"
-    conf.write_text(mediamtx.config(auth_url=f"http://{auth_addr}/mediamtx/auth", rtsp_port=ports["rtsp"],
-                                    api_port=ports["api"], whep_port=ports["whep"], hls_port=ports["hls"],
-                                    webrtc_udp_port=ports["udp"]))
-    assert BINARY is not None
-    process = await asyncio.create_subprocess_exec(BINARY, str(conf), stdout=asyncio.subprocess.DEVNULL,
-                                                   stderr=asyncio.subprocess.DEVNULL)
-    try:
-        async def listening() -> None:
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", ports["rtsp"])
-                    writer.close()
-                    return
-                except OSError:
-                    await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(listening(), 15)
-        yield ports
-    finally:
-        process.terminate()
-        await process.wait()
+pytestmark = needs_mediamtx
 
 
 async def test_publish_through_real_mediamtx_with_hook_auth(
     nats_server: NatsServer, bus: Bus, stream_id: str, tmp_path: Path
 ) -> None:
     store = await StateStore.open(bus, "test")
-    auth_addr = f"127.0.0.1:{_port()}"
+    auth_addr = f"127.0.0.1:{free_port()}"
     async with running("auth", AuthSettings(nats_url=nats_server.url, auth_addr=auth_addr,
                                             auth_key_dir=str(tmp_path / "keys")), auth_lifespan):
         async with real_mediamtx(tmp_path, auth_addr) as ports:
