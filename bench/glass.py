@@ -24,10 +24,11 @@ from . import report
 from .options import Options
 
 FPS = 30
-ROWS = (  # label, size, viewers get the encoder's video (True) or aiortc's own pattern
-    ("framecast", (640, 360), True),
-    ("framecast", (1280, 720), True),
-    ("floor: aiortc encodes in-process", (640, 360), False),
+ROWS = (  # label, size, viewers get the encoder's video (True) or aiortc's own pattern, GOP (0: 1 s)
+    ("framecast", (640, 360), True, 0),
+    ("framecast", (1280, 720), True, 0),
+    ("framecast, GOP 1/3 s", (640, 360), True, FPS // 3),
+    ("floor: aiortc encodes in-process", (640, 360), False, 0),
 )
 WINDOW_S = 12.0  # the meter's window is 10 s: every sample comes from steady playback
 QUICK_WINDOW_S = 4.0
@@ -35,7 +36,8 @@ DEFAULT_REPEAT = 5  # a run's p50 moves by tens of ms with the phase of capture,
 API_KEY = "bench-glass-" + secrets.token_hex(8)
 
 
-async def measure(nats_url: str, width: int, height: int, forwarded: bool, window_s: float) -> dict[str, Any]:
+async def measure(nats_url: str, width: int, height: int, forwarded: bool, gop: int,
+                  window_s: float) -> dict[str, Any]:
     from framecast.auth.service import AuthSettings
     from framecast.auth.service import lifespan as auth_lifespan
     from framecast.capture.service import CaptureSettings
@@ -68,7 +70,7 @@ async def measure(nats_url: str, width: int, height: int, forwarded: bool, windo
             local_pattern=None if forwarded else (width, height)))
         mediamtx = await stack.enter_async_context(FakeMediaMTX())
         await stack.enter_async_context(running("encoder", EncoderSettings(
-            **quiet, mediamtx_rtsp=bridge.rtsp_base, encoder="libx264"), encoder_lifespan))
+            **quiet, mediamtx_rtsp=bridge.rtsp_base, encoder="libx264", gop=gop), encoder_lifespan))
         await stack.enter_async_context(running("capture", CaptureSettings(**quiet), capture_lifespan))
         gateway = await stack.enter_async_context(gateway_lifespan(Runtime("gateway", GatewaySettings(
             **quiet, gateway_addr="127.0.0.1:0", gateway_api_key=API_KEY, mediamtx_api=mediamtx.url,
@@ -89,6 +91,7 @@ async def measure(nats_url: str, width: int, height: int, forwarded: bool, windo
         "size": f"{width}x{height}", "fps": FPS, "video": "encoder, forwarded" if forwarded else "aiortc in-process",
         "p50_ms": g2g.get("p50Ms", float("nan")), "p95_ms": g2g.get("p95Ms", float("nan")),
         "samples": g2g.get("samples", 0), "fps_shown": stats.get("fps"), "bitrate_kbps": stats.get("bitrateKbps"),
+        "first_picture_ms": stats.get("startupMs"), "gop": gop or FPS,
         "window_s": window_s,
     }
 
@@ -107,19 +110,20 @@ async def _run_all(options: Options) -> list[dict[str, Any]]:
     results = []
     try:
         for _ in range(repeat):  # rows interleaved: a slow minute of the machine hits all of them
-            for row, (label, (width, height), forwarded) in enumerate(ROWS):
+            for row, (label, (width, height), forwarded, gop) in enumerate(ROWS):
                 if row in errors:
                     continue
                 try:
-                    runs[row].append(await measure(server.url, width, height, forwarded, window_s))
+                    runs[row].append(await measure(server.url, width, height, forwarded, gop, window_s))
                 except Exception as exc:  # a failed row is reported, the others still run
                     errors[row] = f"{type(exc).__name__}: {exc}"
                     options.progress(f"glass {label} {width}x{height}: {errors[row]}")
                     continue
                 last = runs[row][-1]
                 options.progress(f"glass {label} {width}x{height}: p50 {last['p50_ms']} ms, "
-                                 f"p95 {last['p95_ms']} ms, {last['samples']} samples")
-        for row, (label, (width, height), _) in enumerate(ROWS):
+                                 f"p95 {last['p95_ms']} ms, {last['samples']} samples, "
+                                 f"first picture {last['first_picture_ms']} ms")
+        for row, (label, (width, height), _, _) in enumerate(ROWS):
             if row in errors:
                 results.append({"label": label, "size": f"{width}x{height}", "fps": FPS, "error": errors[row]})
                 continue
@@ -129,6 +133,7 @@ async def _run_all(options: Options) -> list[dict[str, Any]]:
                 "p50_ms": report.median(p50s), "p95_ms": report.median([r["p95_ms"] for r in runs[row]]),
                 "p50_min_ms": min(p50s), "p50_max_ms": max(p50s),
                 "bitrate_kbps": report.median([r["bitrate_kbps"] or float("nan") for r in runs[row]]),
+                "first_picture_ms": report.median([r["first_picture_ms"] or float("nan") for r in runs[row]]),
                 "runs": runs[row],
             })
     finally:
@@ -142,20 +147,23 @@ def run(options: Options) -> dict[str, Any]:
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["label"], f"{r['size']}@{r['fps']}", *["n/a"] * 6])
+            rows.append([r["label"], f"{r['size']}@{r['fps']}", *["n/a"] * 7])
             continue
         ratio = r["p50_ms"] / floor["p50_ms"] if floor and floor["p50_ms"] else float("nan")
         rows.append([r["label"], f"{r['size']}@{r['fps']}", r["p50_ms"], r["p95_ms"], ratio,
-                     f"{r['p50_min_ms']}-{r['p50_max_ms']}", len(r["runs"]), r["bitrate_kbps"]])
+                     f"{r['p50_min_ms']}-{r['p50_max_ms']}", r["first_picture_ms"], len(r["runs"]),
+                     r["bitrate_kbps"]])
     text = report.table(
-        ["video", "stream", "p50 ms", "p95 ms", "p50 / floor", "p50 range", "runs", "kbit/s"],
+        ["video", "stream", "p50 ms", "p95 ms", "p50 / floor", "p50 range", "first picture ms", "runs",
+         "kbit/s"],
         rows,
         title="glass-to-glass in Chromium by WebRTC: capture stamp to the browser displaying the frame "
               "(the player's own meter)",
     )
     text += "".join(f"\n{r['label']} {r['size']} failed: {r['error']}" for r in results if "error" in r)
     text += ("\n(medians over runs; framecast: capture test pattern -> shm -> encoder libx264 -> RTSP -> WHEP "
-             "forwarder -> Chromium; floor: the same page and meter, video encoded by aiortc inside the WHEP peer. "
+             "forwarder -> Chromium (GOP 1 s unless named); floor: the same page and meter, video encoded by aiortc "
+             "inside the WHEP peer. First picture: the player's wait from asking for a token to the first frame. "
              "The forwarder's RTSP demuxer (libavformat) holds each frame until the next starts: about one frame "
              "interval of framecast's figure is the stand-in's, which MediaMTX does not add)")
     return {

@@ -186,6 +186,7 @@ async def test_test_pattern_plays_in_the_browser_by_whep_with_its_latency(
     g2g = stats["glassToGlass"]
     assert 0 < g2g["p50Ms"] <= g2g["p95Ms"] < 1_000, g2g  # WebRTC is real time, not seconds behind
     assert g2g["frameNo"] > 0
+    assert 0 < stats["startupMs"] < 10_000, stats  # shown to the viewer as "First picture"
     # publish and viewer tokens, and the API key in the page's address, reach no log line
     assert "eyJ" not in caplog.text and API_KEY not in caplog.text
     # MediaMTX asked the auth hook about the viewer, which the token the gateway handed out

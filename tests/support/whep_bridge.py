@@ -86,6 +86,7 @@ class WhepBridge:
         self._player: Any = None
         self._relay: Any = None
         self._opening: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[None] | None = None
         self._stack = AsyncExitStack()
 
     @property
@@ -112,6 +113,10 @@ class WhepBridge:
                 pass
             with contextlib.suppress(Exception):
                 await self._opening
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reading
         if self._player is not None and self._player.video is not None:
             self._player.video.stop()
         await self._stack.aclose()
@@ -125,7 +130,16 @@ class WhepBridge:
         # av.open blocks until the publisher has connected and sent its SDP
         self._player = await asyncio.to_thread(
             MediaPlayer, url, format="rtsp", options=options, decode=False)
+        # MediaMTX reads a publisher all the time, viewers or not: a viewer joins mid-stream and
+        # waits for the next keyframe, and the publisher is never held back by a full socket
+        self._reading = asyncio.create_task(self._read_always(self._relay.subscribe(self._player.video)))
         self.published.set()
+
+    @staticmethod
+    async def _read_always(track: Any) -> None:
+        with contextlib.suppress(Exception):  # the publisher went away: nothing more to read
+            while True:
+                await track.recv()
 
     # ----- WHEP ----------------------------------------------------------------------------------
 

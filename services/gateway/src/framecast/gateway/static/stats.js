@@ -1,7 +1,7 @@
 /**
  * Once a second, gather what the viewer (and a test) wants to know about playback: frame rate,
- * bitrate, the jitter buffer (WebRTC) or live latency and buffer (HLS), and the glass-to-glass
- * latency read from test-pattern stamps. Shown in the overlay and kept in window.framecastStats.
+ * bitrate, the jitter buffer (WebRTC) or live latency and buffer (HLS), how long the first
+ * picture took, and the glass-to-glass latency read from test-pattern stamps. Shown in the overlay and kept in window.framecastStats.
  */
 
 const round = (value, digits = 0) => (value == null || Number.isNaN(value)
@@ -20,7 +20,7 @@ export class PlaybackStats {
 
   /** Measure a WHEP peer connection (`pc`) or an hls.js instance (`hls`, or null: native HLS). */
   follow(mode, { pc = null, hls = null } = {}) {
-    this.source = { mode, pc, hls, fragBits: 0, fragSeconds: 0 };
+    this.source = { mode, pc, hls, fragBits: 0, fragSeconds: 0, startupMs: null };
     this.previous = null;
     if (hls) {
       const source = this.source;
@@ -31,6 +31,11 @@ export class PlaybackStats {
     }
     this.meter?.start();
     this.timer ??= setInterval(() => this.sample(), 1000);
+  }
+
+  /** How long this session took from the click (or page load) to its first picture. */
+  started(ms) {
+    if (this.source) this.source.startupMs = Math.round(ms);
   }
 
   unfollow() {
@@ -48,7 +53,7 @@ export class PlaybackStats {
     const now = performance.now();
     const quality = this.video.getVideoPlaybackQuality?.();
     const current = { at: now, frames: quality?.totalVideoFrames ?? 0 };
-    const stats = { mode: source.mode, fps: null, bitrateKbps: null };
+    const stats = { mode: source.mode, fps: null, bitrateKbps: null, startupMs: source.startupMs };
 
     if (source.pc) {
       const reports = await source.pc.getStats();
@@ -100,6 +105,7 @@ export class PlaybackStats {
         ? ['Jitter buffer', stats.jitterBufferMs == null ? '…' : `${stats.jitterBufferMs} ms`]
         : ['HLS latency', stats.latencyS == null ? '…' : `${stats.latencyS} s`],
       stats.mode === 'whep' ? null : ['Buffer', `${stats.bufferS} s`],
+      stats.startupMs == null ? null : ['First picture', `${stats.startupMs} ms`],
       g2g ? ['Glass to glass', `p50 ${g2g.p50Ms} ms · p95 ${g2g.p95Ms} ms`] : null,
     ].filter(Boolean);
     this.overlay.replaceChildren(...rows.flatMap(([term, value]) => {

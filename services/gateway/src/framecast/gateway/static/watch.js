@@ -211,6 +211,7 @@ async function connect() {
       return; // a transition event brings us back
     }
     notice(`Connecting to ${streamId}…`);
+    const began = performance.now(); // the viewer's wait: token, negotiation, first keyframe
     playback = await requestPlayback(streamId);
     const failures = [];
     const ways = [['whep', 'WebRTC', playWhep], ['hls', 'HLS', playHls]];
@@ -231,6 +232,7 @@ async function connect() {
       teardown();
       return;
     }
+    stats.started(performance.now() - began);
     attempt = 0;
     clearProblem();
     notice(failures.length ? `Playing by ${session.mode === 'hls' ? 'HLS' : 'WebRTC'} (WebRTC failed: ${failures[0][1].message}).` : '');
