@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 from nats.js import api
-from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from . import codec, subjects
@@ -79,11 +79,16 @@ class StateStore:
         return codec.decode(subjects.STATE_BUCKET, entry.value, StreamRecord), entry.revision or 0
 
     async def list(self) -> list[StreamRecord]:
-        try:
-            keys = await self.kv.keys()
-        except NoKeysError:
-            return []
-        records = [await self.get(key) for key in sorted(keys)]
+        """Every stream's record, in stream-id order.
+
+        The keys come from the server's own account of the bucket (stream info per subject, up
+        to the server's 100,000 a reply): nats-py's ``keys()`` may end before the first key
+        arrives - its end-of-initial-values marker races the delivery under load - and would
+        then report an empty bucket."""
+        prefix = f"$KV.{subjects.STATE_BUCKET}."
+        info = await self.bus.js.stream_info(f"KV_{subjects.STATE_BUCKET}", subjects_filter=f"{prefix}>")
+        keys = sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {})
+        records = [await self.get(key) for key in keys]
         return [r for r in records if r is not None]
 
     async def transition(

@@ -113,29 +113,41 @@ class Revocations:
         return len(expired)
 
     async def follow(self) -> None:
+        # Synced once the bucket's newest entry at start has arrived. nats-py's own marker for
+        # "initial values delivered" can come before the values under load, which would let the
+        # hook answer before it knows every revocation.
+        state = (await self.kv.status()).stream_info.state
+        newest = state.last_seq if state.messages else 0
         watcher = await self.kv.watchall()
         loading: dict[str, tuple[int, Revocation | None]] = {}
         claims: set[str] = set()
+        if newest == 0:
+            self._synced(loading, claims)
         try:
             async for entry in watcher:
                 if entry is None:
-                    self._synced(loading, claims)
                     continue
-                if entry.key.startswith(CLAIM_PREFIX):
-                    if not self.synced.is_set():
-                        claims.add(entry.key)
-                elif entry.operation in (KV_DEL, KV_PURGE):
-                    self.revoked.pop(entry.key, None)
-                    loading.pop(entry.key, None)
-                else:
-                    record = (entry.revision or 0, decode_revocation(entry.value))
-                    self.revoked[entry.key] = record[1].expires_at if record[1] else time.time() + REVOKED_TTL_S
-                    if self.synced.is_set():
-                        self._submit(entry.key, *record)
-                    else:
-                        loading[entry.key] = record
+                self._apply(entry, loading, claims)
+                if not self.synced.is_set() and (entry.revision or 0) >= newest:
+                    self._synced(loading, claims)
         finally:
             await watcher.stop()
+
+    def _apply(self, entry: KeyValue.Entry, loading: dict[str, tuple[int, Revocation | None]],
+               claims: set[str]) -> None:
+        if entry.key.startswith(CLAIM_PREFIX):
+            if not self.synced.is_set():
+                claims.add(entry.key)
+        elif entry.operation in (KV_DEL, KV_PURGE):
+            self.revoked.pop(entry.key, None)
+            loading.pop(entry.key, None)
+        else:
+            record = (entry.revision or 0, decode_revocation(entry.value))
+            self.revoked[entry.key] = record[1].expires_at if record[1] else time.time() + REVOKED_TTL_S
+            if self.synced.is_set():
+                self._submit(entry.key, *record)
+            else:
+                loading[entry.key] = record
 
     def _synced(self, loading: dict[str, tuple[int, Revocation | None]], claims: set[str]) -> None:
         """The initial values are in: hand over those nobody claimed, then follow live."""
