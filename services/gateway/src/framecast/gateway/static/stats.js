@@ -1,7 +1,8 @@
 /**
  * Once a second, gather what the viewer (and a test) wants to know about playback: frame rate,
  * bitrate, the jitter buffer (WebRTC) or live latency and buffer (HLS), how long the first
- * picture took, and the glass-to-glass latency read from test-pattern stamps. Shown in the overlay and kept in window.framecastStats.
+ * picture took, and the glass-to-glass latency read from test-pattern stamps. Shown in the
+ * overlay and kept in window.framecastStats.
  */
 
 const round = (value, digits = 0) => (value == null || Number.isNaN(value)
