@@ -44,18 +44,6 @@ async def gateway(nats_server: NatsServer, free_port: int) -> AsyncIterator[Gate
         yield service
 
 
-@pytest.fixture
-async def client(gateway: GatewayService) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": f"Bearer {API_KEY}"},
-                                 timeout=10) as http:
-        yield http
-
-
-@pytest.fixture
-async def store(bus: Bus) -> StateStore:
-    return await StateStore.open(bus, "test")
-
-
 class Events:
     """One open event stream, parsed as EventSource does (comments kept for the keep-alive test)."""
 

@@ -68,23 +68,11 @@ async def gateway(nats_server: NatsServer, mediamtx: FakeMediaMTX) -> AsyncItera
 
 
 @pytest.fixture
-async def client(gateway: GatewayService) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": f"Bearer {API_KEY}"},
-                                 timeout=10) as http:
-        yield http
-
-
-@pytest.fixture
 async def capture(nats_server: NatsServer) -> AsyncIterator[Runtime[Any]]:
     """The real capture service, in this process."""
     settings = CaptureSettings(nats_url=nats_server.url)
     async with running("capture", settings, capture_lifespan, instance="capture-test") as runtime:
         yield runtime
-
-
-@pytest.fixture
-async def store(bus: Bus) -> StateStore:
-    return await StateStore.open(bus, "test")
 
 
 def start_body(stream_id: str, **changes: Any) -> dict[str, Any]:

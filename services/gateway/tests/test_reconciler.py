@@ -15,7 +15,6 @@ from framecast.gateway.mediamtx import MediaMTXClient
 from framecast.gateway.reconciler import Reconciler
 from framecast.gateway.service import lifespan
 from framecast.gateway.settings import GatewaySettings
-from framecast.proto.bus import Bus
 from framecast.proto.runtime import Runtime
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
@@ -30,11 +29,6 @@ TOKEN = "service-token-with-the-api-action"
 async def mediamtx() -> AsyncIterator[FakeMediaMTX]:
     async with FakeMediaMTX(token=TOKEN) as fake:
         yield fake
-
-
-@pytest.fixture
-async def store(bus: Bus) -> StateStore:
-    return await StateStore.open(bus, "test")
 
 
 @pytest.fixture
