@@ -1,9 +1,11 @@
 """An RTSP ingest peer standing in for MediaMTX in tests: FFmpeg listening for one publisher.
 
-MediaMTX is not installed on the development machines, so tests publish to an FFmpeg
-RTSP listener (``-rtsp_flags listen``) that decodes what it receives to raw frames on
-stdout - numpy arrays with arrival times - and can also keep the H.264 elementary stream
-it received, so format checks decode the real bytes instead of trusting flags.
+Where no MediaMTX binary is present, tests publish to an FFmpeg RTSP listener
+(``-rtsp_flags listen``) that decodes what it receives to raw frames on stdout - numpy arrays
+with arrival times - and can also keep the H.264 elementary stream it received, so format
+checks decode the real bytes instead of trusting flags. Publishers reach it through
+:class:`~tests.support.rtsp_gate.RtspGate`, which authenticates them as MediaMTX does (with
+the auth hook at ``hook_url``; without one, anyone may publish, as with MediaMTX's defaults).
 
 One FFmpeg listener takes one publisher; with ``reconnect`` a fresh listener is started on
 the same port whenever the previous one ends, so publishers that restart can come back.
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
+
+from tests.support.rtsp_gate import RtspGate
 
 _INPUT_LINE = re.compile(rb"^Input #0, rtsp")
 _SHOWINFO = re.compile(rb"\bn:\s*(\d+).*?\biskey:(\d).*?\btype:([IPBS?])")
@@ -97,6 +101,7 @@ class RtspReceiver:
         listen_timeout_s: int = 60,
         keep: int = 300,
         ffmpeg: str | None = None,
+        hook_url: str | None = None,
     ) -> None:
         """``pix_fmt`` is what frames are decoded to (gray or bgr24); ``record_dir`` keeps
         each connection's H.264 as ``connection-N.h264``; ``nobuffer`` lowers the delay but
@@ -107,6 +112,7 @@ class RtspReceiver:
         self.height = height
         self.path = path
         self.port = port or free_port()
+        self.gate = RtspGate(self.port, free_port(), hook_url=hook_url)
         self.pix_fmt = pix_fmt
         self.record_dir = record_dir
         self.reconnect = reconnect
@@ -129,7 +135,12 @@ class RtspReceiver:
 
     @property
     def url(self) -> str:
+        """Where a publisher sends the stream (the gate in front of the listener)."""
         return f"rtsp://127.0.0.1:{self.port}/{self.path}"
+
+    @property
+    def _listener_url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.gate.upstream_port}/{self.path}"
 
     @property
     def listening(self) -> bool:
@@ -148,6 +159,7 @@ class RtspReceiver:
             return
         self._stopping = False
         self._error = None
+        await self.gate.__aenter__()
         started = asyncio.Event()
         self._task = asyncio.create_task(self._serve(started), name=f"rtsp-receiver:{self.port}")
         await started.wait()
@@ -168,6 +180,7 @@ class RtspReceiver:
         if self._task is not None:
             await self._task
             self._task = None
+        await self.gate.__aexit__()
 
     async def wait_listening(self, timeout: float = 10.0) -> None:
         """Until a listener waits for the next publisher - what MediaMTX always does; a
@@ -217,7 +230,7 @@ class RtspReceiver:
         if self.nobuffer:
             command += ["-fflags", "nobuffer"]
         command += [
-            "-i", self.url,
+            "-i", self._listener_url,
             "-map", "0:v:0", "-fps_mode", "passthrough", "-threads", "1",
             "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "pipe:1",
         ]
@@ -266,7 +279,7 @@ class RtspReceiver:
     async def _until_listening(self, proc: asyncio.subprocess.Process) -> bool:
         deadline = time.monotonic() + 10.0
         while proc.returncode is None and time.monotonic() < deadline:
-            if is_listening(self.port):
+            if is_listening(self.gate.upstream_port):
                 return True
             await asyncio.sleep(0.01)  # polling /proc: nothing to wait on for a bind
         return False

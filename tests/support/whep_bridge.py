@@ -12,14 +12,16 @@ With ``local_pattern=(width, height)`` viewers get a test pattern that aiortc en
 process instead of the publisher's video: a WebRTC sender with nothing in front of it, the
 floor that the benchmark compares framecast's path with.
 
-Differences from MediaMTX: one path, one publisher session (a publisher that reconnects is not
-taken back), no RTSP authentication (FFmpeg's listener has none), only loopback ICE candidates.
+Publishers are authenticated as MediaMTX does it, by :class:`~tests.support.rtsp_gate.RtspGate`
+asking the same hook. Differences from MediaMTX: one path, one publisher session (a publisher
+that reconnects is not taken back), only loopback ICE candidates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import time
 import uuid
@@ -33,6 +35,7 @@ from litestar.params import FromPath
 
 from tests.support.fake_mediamtx import serve_asgi
 from tests.support.rtsp import free_port
+from tests.support.rtsp_gate import RtspGate
 
 __all__ = ["WhepBridge", "stamped_track"]
 
@@ -79,6 +82,7 @@ class WhepBridge:
         self.local_pattern = local_pattern
         self.listen_timeout_s = listen_timeout_s
         self.rtsp_port = free_port()
+        self.gate = RtspGate(self.rtsp_port, free_port(), hook_url=hook_url)
         self.whep_base = ""
         self.viewers: dict[str, Any] = {}  # secret -> RTCPeerConnection
         self.hook_calls: list[dict[str, Any]] = []
@@ -99,6 +103,7 @@ class WhepBridge:
 
         loopback_only_ice()
         self._relay = MediaRelay()
+        await self._stack.enter_async_context(self.gate)
         self._opening = asyncio.create_task(self._accept_publisher())
         self.whep_base = await self._stack.enter_async_context(serve_asgi(self._app()))
         return self
@@ -109,7 +114,7 @@ class WhepBridge:
         self.viewers.clear()
         if self._opening is not None and not self._opening.done():
             # the listener blocks in accept(): a connection that hangs up at once ends the wait
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.rtsp_port), 1):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.gate.upstream_port), 1):
                 pass
             with contextlib.suppress(Exception):
                 await self._opening
@@ -126,7 +131,7 @@ class WhepBridge:
 
         options = {"rtsp_flags": "listen", "listen_timeout": str(self.listen_timeout_s),
                    "fflags": "nobuffer", "flags": "low_delay"}
-        url = f"{self.rtsp_base}/{self.path}"
+        url = f"rtsp://127.0.0.1:{self.gate.upstream_port}/{self.path}"
         # av.open blocks until the publisher has connected and sent its SDP
         self._player = await asyncio.to_thread(
             MediaPlayer, url, format="rtsp", options=options, decode=False)
@@ -189,6 +194,11 @@ class WhepBridge:
                 return error(400, "invalid Content-Type")
             session_id = str(uuid.uuid4())
             if not await self._allowed(request, session_id):
+                # MediaMTX: a challenge when nothing was sent, else a random 0-4 s delay first
+                if not request.headers.get("authorization"):
+                    return Response({"status": "error", "error": "authentication error"}, status_code=401,
+                                    headers={"WWW-Authenticate": 'Basic realm="mediamtx"'})
+                await asyncio.sleep(random.uniform(0.0, 4.0))
                 return error(401, "authentication error")
             if not self.published.is_set():
                 return error(404, f"no stream is available on path '{path}'")

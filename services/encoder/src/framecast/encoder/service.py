@@ -193,9 +193,11 @@ class EncoderService:
     # ----- publish credentials ---------------------------------------------------------------
 
     def publish_url_factory(self, stream_id: str) -> Callable[[], Awaitable[str]]:
-        """A fresh publish URL per FFmpeg (re)start. The token travels as the RTSP password:
-        MediaMTX hands the password to the auth hook as ``token``, and it keeps the request
-        line short (RTSP lines are capped at 2047 bytes; FFmpeg's listener fails far earlier)."""
+        """A fresh publish URL per FFmpeg (re)start. The token travels in the URL's query
+        (``?token=``), which MediaMTX hands to the auth hook as ``token`` for RTSP. Not as the
+        password: FFmpeg's RTSP client keeps at most 127 bytes of ``user:password``, so a
+        440-character JWT would arrive cut and be refused as malformed. The request line
+        stays far below gortsplib's 2047-byte cap."""
         scheme, _, rest = self.settings.mediamtx_rtsp.rstrip("/").partition("://")
         base = f"{scheme}://{rest}"
 
@@ -207,7 +209,7 @@ class EncoderService:
                 TokenRequest(role="publisher", stream_id=stream_id, subject=self.instance),
                 TokenIssued, service="auth", timeout=3,
             )
-            return f"{scheme}://framecast:{issued.token}@{rest}/{stream_id}"
+            return f"{base}/{stream_id}?token={issued.token}"
 
         return url
 
