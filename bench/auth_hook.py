@@ -56,11 +56,11 @@ from framecast.auth.ratelimit import FailureLimiter
 from framecast.auth.service import AuthService, AuthSettings
 from framecast.auth.tokens import TokenIssuer, TokenVerifier
 from framecast.devstack.nats import find_nats_server
-from framecast.proto import logs
 from framecast.proto.bus import Bus
 from framecast.proto.messages import AuthDecision
-from framecast.proto.runtime import Runtime
-from framecast.proto.settings import load
+from framecast.runtime import logs
+from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.settings import load
 
 GROUP = "auth_hook"
 ROOT = Path(__file__).resolve().parent.parent

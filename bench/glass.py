@@ -49,9 +49,9 @@ async def measure(nats_url: str, width: int, height: int, forwarded: bool, gop: 
     from framecast.proto import subjects
     from framecast.proto.bus import Bus
     from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
-    from framecast.proto.runtime import Runtime
     from framecast.proto.states import StreamState
     from framecast.proto.store import StateStore
+    from framecast.runtime.lifecycle import Runtime
     from tests.support.browser import chromium_page, wait_playing
     from tests.support.fake_mediamtx import FakeMediaMTX
     from tests.support.rtsp import free_port

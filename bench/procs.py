@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from framecast.proto.procs import die_with_parent
+from framecast.runtime.procs import die_with_parent
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SELF = 0

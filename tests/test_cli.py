@@ -26,7 +26,7 @@ S = StreamState
 
 async def _framecast(*args: str, env: dict[str, str], stdin: bytes | None = None) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from framecast.proto.cli import main; sys.exit(main())", *args,
+        sys.executable, "-c", "import sys; from framecast.runtime.cli import main; sys.exit(main())", *args,
         env=env, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )

@@ -49,7 +49,7 @@ async def test_up_runs_the_stack_and_ctrl_c_leaves_nothing_behind(tmp_path: Path
     )
     env.pop("FRAMECAST_MEDIAMTX_BIN", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from framecast.proto.cli import main; sys.exit(main(['up']))",
+        sys.executable, "-c", "import sys; from framecast.runtime.cli import main; sys.exit(main(['up']))",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     assert process.stdout is not None

@@ -38,9 +38,9 @@ from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
 from framecast.proto.pattern import TestPattern
-from framecast.proto.runtime import Runtime
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.lifecycle import Runtime
 from tests.support.browser import assert_video_moves, chromium_page, needs_chromium, wait_playing
 from tests.support.fake_mediamtx import FakeMediaMTX
 from tests.support.real_mediamtx import needs_mediamtx, real_mediamtx

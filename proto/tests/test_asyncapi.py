@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from framecast.proto import asyncapi, subjects
-from framecast.proto.cli import main
+from framecast.runtime.cli import main
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 

@@ -7,9 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from framecast.proto.runtime import Lifespan, Runtime, serve
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.lifecycle import Lifespan, Runtime, serve
 
 
 @contextlib.asynccontextmanager

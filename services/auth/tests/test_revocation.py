@@ -103,7 +103,7 @@ def stream_with_viewers(mtx: FakeMediaMTX, path: str) -> dict[tuple[str, str], s
 
 async def framecast_token(*args: str, env: dict[str, str], stdin: bytes = b"") -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from framecast.proto.cli import main; sys.exit(main())", "token", *args,
+        sys.executable, "-c", "import sys; from framecast.runtime.cli import main; sys.exit(main())", "token", *args,
         env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(stdin), 60)

@@ -15,8 +15,8 @@ import pytest
 
 from framecast.encoder.pump import Pump
 from framecast.encoder.supervisor import Supervisor, SupervisorPolicy
-from framecast.proto.ffmpeg import find_ffmpeg
 from framecast.proto.messages import VideoFormat
+from framecast.runtime.ffmpeg import find_ffmpeg
 from tests.support.rtsp import RtspReceiver
 
 FORMAT = VideoFormat(width=320, height=240, fps=30, pix_fmt="bgr24")

@@ -23,11 +23,11 @@ from framecast.gateway.service import GatewayService, lifespan
 from framecast.gateway.settings import GatewaySettings
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.http import SHUTDOWN_GRACE_S
 from framecast.proto.messages import StreamStats
-from framecast.proto.runtime import Runtime
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.http import SHUTDOWN_GRACE_S
+from framecast.runtime.lifecycle import Runtime
 
 API_KEY = secrets.token_urlsafe(24)
 KEEPALIVE_S = 0.3

@@ -34,9 +34,9 @@ from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import RequestRejected, RequestTimedOut
 from framecast.proto.messages import StreamStats, TokenIssued, TokenRequest, UrlSource
-from framecast.proto.runtime import Runtime
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.lifecycle import Runtime
 from tests.support.fake_mediamtx import FakeMediaMTX, serve_asgi
 from tests.support.services import running, wait_for_state
 

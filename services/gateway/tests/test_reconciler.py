@@ -15,9 +15,9 @@ from framecast.gateway.mediamtx import MediaMTXClient
 from framecast.gateway.reconciler import Reconciler
 from framecast.gateway.service import lifespan
 from framecast.gateway.settings import GatewaySettings
-from framecast.proto.runtime import Runtime
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.lifecycle import Runtime
 from tests.support.fake_mediamtx import FakeMediaMTX
 from tests.support.services import wait_for_state
 

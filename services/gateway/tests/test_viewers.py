@@ -27,10 +27,10 @@ from framecast.gateway.viewers import (
     NotAuthenticated,
 )
 from framecast.proto.bus import Bus
-from framecast.proto.runtime import Runtime
-from framecast.proto.settings import SettingsError, load
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.settings import SettingsError, load
 from tests.support.fake_mediamtx import serve_asgi
 
 ISSUER = "https://idp.example.test/"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -81,3 +84,21 @@ def document() -> dict[str, Any]:
 
 def render() -> str:
     return json.dumps(document(), indent=2, sort_keys=False) + "\n"
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``framecast proto asyncapi``: the document, for whoever keeps docs/asyncapi.json current."""
+    proto = commands.add_parser("proto", help="the bus contracts")
+    sub = proto.add_subparsers(dest="proto_command", required=True, metavar="COMMAND")
+    doc = sub.add_parser("asyncapi", help="write the AsyncAPI 3 document of every subject")
+    doc.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
+    doc.set_defaults(run=_write)
+
+
+def _write(args: argparse.Namespace) -> int:
+    text = render()
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0

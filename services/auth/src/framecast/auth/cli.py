@@ -12,8 +12,8 @@ from pathlib import Path
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
 from framecast.proto.messages import TokenRequest
-from framecast.proto.runtime import run
-from framecast.proto.settings import SettingsError, load
+from framecast.runtime.lifecycle import run
+from framecast.runtime.settings import SettingsError, load
 
 from .keys import DEFAULT_MAX_TOKEN_TTL_S, KeyStore
 from .kick import Revocation

@@ -26,10 +26,10 @@ from opentelemetry import metrics
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
-from framecast.proto.http import http_server
 from framecast.proto.messages import AuthDecision, Rejected, TokenIssued, TokenRequest
-from framecast.proto.runtime import Runtime
-from framecast.proto.settings import Address, CommonSettings, Url
+from framecast.runtime.http import http_server
+from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.settings import Address, CommonSettings, Url
 
 from .app import create_app
 from .keys import KeyStore

@@ -8,11 +8,11 @@ import os
 import sys
 
 from framecast.proto.bus import Bus
-from framecast.proto.cli import _size
 from framecast.proto.errors import BusError
 from framecast.proto.messages import DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
-from framecast.proto.runtime import run, settings_help
-from framecast.proto.settings import CommonSettings, SettingsError, load
+from framecast.runtime.lifecycle import run, settings_help
+from framecast.runtime.settings import CommonSettings, SettingsError, load
+from framecast.runtime.stream_commands import parse_size
 
 from .producer import Producer, StreamClosed
 from .ring import FrameFormatError
@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     ):
         p = sources.add_parser(name, help=helptext)
         p.add_argument("--stream", required=True, help="stream id (the MediaMTX path)")
-        p.add_argument("--size", type=_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
+        p.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
         p.add_argument("--fps", type=int, default=30)
         p.add_argument("--pix-fmt", default="bgr24", choices=["bgr24", "rgb24", "gray", "yuv420p"])
         p.add_argument("--transport", default="shm", choices=["shm", "nats"])

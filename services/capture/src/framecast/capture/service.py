@@ -19,10 +19,10 @@ from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
 from framecast.proto.messages import Accepted, Rejected, StartStream, StopStream
-from framecast.proto.runtime import Runtime
-from framecast.proto.settings import CommonSettings
 from framecast.proto.states import ACTIVE, TERMINAL, IllegalTransition, StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.settings import CommonSettings
 
 from .producer import Producer, StreamClosed
 from .ring import sweep_stale

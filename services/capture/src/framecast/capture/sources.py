@@ -17,10 +17,10 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from framecast.proto.ffmpeg import find_ffmpeg, scrub
 from framecast.proto.messages import AnySource, DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
 from framecast.proto.pattern import TestPattern
-from framecast.proto.procs import die_with_parent
+from framecast.runtime.ffmpeg import find_ffmpeg, scrub
+from framecast.runtime.procs import die_with_parent
 
 from .producer import Producer
 

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from framecast.proto.procs import die_with_parent
+from framecast.runtime.procs import die_with_parent
 
 _LISTENING = re.compile(rb"Listening for client connections on ([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 _READY = b"Server is ready"

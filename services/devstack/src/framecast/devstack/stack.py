@@ -27,12 +27,12 @@ import httpx
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.cli import EventPrinter
 from framecast.proto.errors import BusError
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
-from framecast.proto.procs import die_with_parent
-from framecast.proto.settings import parse_address
 from framecast.proto.store import StateStore
+from framecast.runtime.procs import die_with_parent
+from framecast.runtime.settings import parse_address
+from framecast.runtime.stream_commands import EventPrinter
 
 from . import mediamtx
 from .nats import NatsServer, NatsServerError

@@ -15,8 +15,8 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from framecast.proto.ffmpeg import scrub, strip_log_prefix
 from framecast.proto.messages import VideoFormat
+from framecast.runtime.ffmpeg import scrub, strip_log_prefix
 
 from .errors import EncoderError
 from .profiles import build_probe_command, profile_for

@@ -22,7 +22,6 @@ from opentelemetry import metrics
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
-from framecast.proto.ffmpeg import find_ffmpeg
 from framecast.proto.messages import (
     ClaimAccepted,
     EncoderHeartbeat,
@@ -34,10 +33,11 @@ from framecast.proto.messages import (
     TokenIssued,
     TokenRequest,
 )
-from framecast.proto.runtime import Runtime
-from framecast.proto.settings import CommonSettings, Url
 from framecast.proto.states import ACTIVE
 from framecast.proto.store import StateStore
+from framecast.runtime.ffmpeg import find_ffmpeg
+from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.settings import CommonSettings, Url
 
 from .probe import probe
 from .profiles import SOFTWARE_ENCODER

@@ -43,8 +43,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from framecast.proto.ffmpeg import scrub, strip_log_prefix
 from framecast.proto.messages import VideoFormat
+from framecast.runtime.ffmpeg import scrub, strip_log_prefix
 
 from .profiles import SOFTWARE_ENCODER, build_command, is_runtime_failure
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from framecast.capture.nats_transport import NatsFrameReader
 from framecast.capture.ring import RingOpenError, RingReader
 from framecast.proto.errors import BusError
-from framecast.proto.ffmpeg import scrub
 from framecast.proto.messages import NatsTransport, ShmTransport, StreamAnnounce, StreamStats
 from framecast.proto.states import ACTIVE, IllegalTransition, StreamState
+from framecast.runtime.ffmpeg import scrub
 
 from .pump import Pump, PumpEvent
 from .supervisor import Supervisor, SupervisorEvent, SupervisorPolicy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from framecast.proto.runtime import run, settings_help
+from framecast.runtime.lifecycle import run, settings_help
 
 from .service import lifespan
 from .settings import GatewaySettings

@@ -18,10 +18,10 @@ import httpx
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
-from framecast.proto.http import http_server
 from framecast.proto.messages import StreamStats, TokenIssued, TokenRequest
-from framecast.proto.runtime import Runtime
 from framecast.proto.store import StateStore
+from framecast.runtime.http import http_server
+from framecast.runtime.lifecycle import Runtime
 
 from .api import Gateway
 from .app import create_app

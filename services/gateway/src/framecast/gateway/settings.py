@@ -1,6 +1,6 @@
 """The gateway's configuration: where it listens, who may call it, where MediaMTX is.
 
-Read once at start-up from FRAMECAST_* variables (``framecast.proto.settings.load``). Viewer
+Read once at start-up from FRAMECAST_* variables (``framecast.runtime.settings.load``). Viewer
 authentication fails closed: with neither an identity provider (JWKS) nor an API key the
 gateway refuses to start, unless FRAMECAST_GATEWAY_AUTH=none turns authentication off on purpose.
 """
@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from framecast.proto.settings import Address, CommonSettings, SettingsError, Url, env_name
+from framecast.runtime.settings import Address, CommonSettings, SettingsError, Url, env_name
 
 __all__ = ["GatewaySettings"]
 

@@ -17,8 +17,8 @@ from opentelemetry import trace
 from framecast.devstack.nats import NatsServer
 from framecast.proto import subjects
 from framecast.proto.errors import RequestRejected
-from framecast.proto.logs import JsonFormatter, _Context
 from framecast.proto.messages import Accepted, StopStream
+from framecast.runtime.logs import JsonFormatter, _Context
 
 
 def test_json_log_lines_carry_service_and_trace_ids(spans) -> None:  # type: ignore[no-untyped-def]

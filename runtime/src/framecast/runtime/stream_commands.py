@@ -1,8 +1,4 @@
-"""The ``framecast`` command: one umbrella, one subcommand per installed service.
-
-Each distribution registers its subcommands through the ``framecast.commands`` entry-point
-group, so a host with only the encoder installed gets only ``framecast encoder``.
-"""
+"""``framecast stream``: start, stop, list and watch streams, as an operator, over NATS."""
 
 from __future__ import annotations
 
@@ -12,13 +8,11 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from importlib.metadata import entry_points
-from pathlib import Path
 
-from . import asyncapi, subjects
-from .bus import Bus
-from .errors import BusError
-from .messages import (
+from framecast.proto import subjects
+from framecast.proto.bus import Bus
+from framecast.proto.errors import BusError
+from framecast.proto.messages import (
     STREAM_ID_PATTERN,
     Accepted,
     DeviceSource,
@@ -29,53 +23,14 @@ from .messages import (
     UrlSource,
     VideoFormat,
 )
+from framecast.proto.states import TERMINAL, StreamState
+from framecast.proto.store import StateStore
+
 from .settings import CommonSettings, SettingsError, load
-from .states import TERMINAL, StreamState
-from .store import StateStore
-
-Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="framecast",
-        description="framecast: server-side video to browsers over NATS, FFmpeg and MediaMTX.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for entry in sorted(entry_points(group="framecast.commands"), key=lambda e: e.name):
-        entry.load()(commands)
-    args = parser.parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.run
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return 130
-
-
-# ----- framecast proto -----------------------------------------------------------------------
-
-
-def register_proto(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    proto = commands.add_parser("proto", help="the bus contracts")
-    sub = proto.add_subparsers(dest="proto_command", required=True, metavar="COMMAND")
-    doc = sub.add_parser("asyncapi", help="write the AsyncAPI 3 document of every subject")
-    doc.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
-    doc.set_defaults(run=_asyncapi)
-
-
-def _asyncapi(args: argparse.Namespace) -> int:
-    text = asyncapi.render()
-    if args.output:
-        args.output.write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-# ----- framecast stream ----------------------------------------------------------------------
-
-
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` as an argparse type."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -114,7 +69,7 @@ class EventPrinter:
         self._out(f"{self._indent}{stamp} {stream_id}: {state}" + (f" ({reason})" if reason else ""))
 
 
-def register_stream(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     stream = commands.add_parser("stream", help="start, stop and watch streams (talks to NATS)")
     sub = stream.add_subparsers(dest="stream_command", required=True, metavar="COMMAND")
 
@@ -122,7 +77,7 @@ def register_stream(commands: argparse._SubParsersAction) -> None:  # type: igno
     start.add_argument("stream_id", type=_stream_id)
     start.add_argument("--source", choices=["testpattern", "file", "url", "device"], default="testpattern")
     start.add_argument("--input", help="file path, camera URL or device path for those sources")
-    start.add_argument("--size", type=_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
+    start.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
     start.add_argument("--fps", type=int, default=30)
     start.add_argument("--transport", choices=["shm", "nats"], default="shm")
     start.add_argument("--no-wait", action="store_true", help="return once the request is accepted")

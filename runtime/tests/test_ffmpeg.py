@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from framecast.proto.ffmpeg import FFMPEG_ENV, FFmpegNotFound, find_ffmpeg, scrub
+from framecast.runtime.ffmpeg import FFMPEG_ENV, FFmpegNotFound, find_ffmpeg, scrub
 
 
 def test_finds_the_imageio_binary(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -14,9 +15,12 @@ def test_finds_the_imageio_binary(monkeypatch: pytest.MonkeyPatch) -> None:
     assert os.access(find_ffmpeg(), os.X_OK)
 
 
-def test_env_overrides(monkeypatch: pytest.MonkeyPatch, fake_ffmpeg: str) -> None:
-    monkeypatch.setenv(FFMPEG_ENV, fake_ffmpeg)
-    assert find_ffmpeg() == fake_ffmpeg
+def test_env_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    own = tmp_path / "ffmpeg"
+    own.write_text("#!/bin/sh\n")
+    own.chmod(0o755)
+    monkeypatch.setenv(FFMPEG_ENV, str(own))
+    assert find_ffmpeg() == str(own)
 
 
 def test_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

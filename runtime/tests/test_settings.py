@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framecast.proto.settings import Address, CommonSettings, SettingsError, load, parse_address
+from framecast.runtime.settings import Address, CommonSettings, SettingsError, load, parse_address
 
 
 class Example(CommonSettings, kw_only=True, frozen=True):

@@ -20,8 +20,9 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from framecast.proto.errors import BusError
+
 from . import logs
-from .errors import BusError
 from .settings import CommonSettings, SettingsError, env_name, load, parse_address
 from .telemetry import Telemetry
 

@@ -1,0 +1,29 @@
+"""The ``framecast`` command: one umbrella, one subcommand per installed distribution.
+
+Each distribution registers its subcommands through the ``framecast.commands`` entry-point
+group, so a host with only the encoder installed gets only ``framecast encoder``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="framecast",
+        description="framecast: server-side video to browsers over NATS, FFmpeg and MediaMTX.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for entry in sorted(entry_points(group="framecast.commands"), key=lambda e: e.name):
+        entry.load()(commands)
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
