@@ -121,12 +121,11 @@ async def bridge_server(stream_id: str, auth_addr: str, _tmp_path: Path) -> Asyn
 
 @contextlib.asynccontextmanager
 async def mediamtx_server(_stream_id: str, auth_addr: str, tmp_path: Path) -> AsyncIterator[MediaServer]:
-    async with real_mediamtx(tmp_path, auth_addr) as ports:
+    async with real_mediamtx(tmp_path, auth_addr) as server:
         async def published() -> None:
             pass  # MediaMTX's own API reports the path: the reconciler sees it
 
-        yield MediaServer(f"rtsp://127.0.0.1:{ports['rtsp']}", f"http://127.0.0.1:{ports['whep']}",
-                          f"http://127.0.0.1:{ports['hls']}", f"http://127.0.0.1:{ports['api']}", published)
+        yield MediaServer(server.rtsp, server.whep, server.hls, server.api, published)
 
 
 @pytest.mark.parametrize("media", [

@@ -84,13 +84,25 @@ def install(releases: str = RELEASES) -> Path:
 
 
 def config(*, auth_url: str, rtsp_port: int = 8554, api_port: int = 9997, whep_port: int = 8889,
-           hls_port: int = 8888, webrtc_udp_port: int = 8189) -> str:
-    """A MediaMTX config for local development: every access decided by framecast's auth hook."""
-    return f"""# Written by framecast up: MediaMTX on loopback, every access decided by framecast auth.
-logLevel: info
-authMethod: http
+           hls_port: int = 8888, webrtc_udp_port: int = 8189, hls_variant: str = "fmp4",
+           jwks_url: str | None = None, issuer: str = "framecast", audience: str = "mediamtx") -> str:
+    """A MediaMTX config for local development on loopback. Every access is decided by
+    framecast's auth hook at ``auth_url``; with ``jwks_url``, MediaMTX verifies framecast's
+    JWTs itself against that JWKS instead (``authMethod: jwt``, docs/mediamtx.md "JWT")."""
+    if jwks_url is None:
+        auth = f"""authMethod: http
 authHTTPAddress: {auth_url}
-authHTTPExclude: []
+authHTTPExclude: []"""
+    else:
+        auth = f"""authMethod: jwt
+authJWTJWKS: {jwks_url}
+authJWTClaimKey: mediamtx_permissions
+authJWTIssuer: {issuer}
+authJWTAudience: {audience}
+authJWTExclude: []"""
+    return f"""# Written by framecast: MediaMTX on loopback, every access decided by framecast auth.
+logLevel: info
+{auth}
 api: yes
 apiAddress: 127.0.0.1:{api_port}
 rtsp: yes
@@ -101,7 +113,7 @@ srt: no
 moq: no
 hls: yes
 hlsAddress: 127.0.0.1:{hls_port}
-hlsVariant: fmp4
+hlsVariant: {hls_variant}
 hlsSegmentDuration: 1s
 webrtc: yes
 webrtcAddress: 127.0.0.1:{whep_port}
