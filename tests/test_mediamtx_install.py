@@ -6,49 +6,25 @@ are real; only the address differs.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import http.server
 import io
-import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from framecast.devstack import mediamtx
+from tests.support.release_host import publish_release, release_host
 
-
-def _release(root: Path, *, corrupt: bool = False) -> None:
-    binary = b"#!/bin/sh\necho mediamtx-stand-in\n"
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("mediamtx")
-        info.size = len(binary)
-        info.mode = 0o755
-        tar.addfile(info, io.BytesIO(binary))
-        licence = tarfile.TarInfo("LICENSE")
-        tar.addfile(licence, io.BytesIO(b""))
-    archive = buffer.getvalue()
-    folder = root / mediamtx.VERSION
-    folder.mkdir(parents=True)
-    asset = mediamtx._asset()
-    (folder / asset).write_bytes(archive + (b"tampered" if corrupt else b""))
-    digest = hashlib.sha256(archive).hexdigest()
-    (folder / "checksums.sha256").write_text(f"{'0' * 64}  other.tar.gz\n{digest}  {asset}\n")
+STAND_IN = b"#!/bin/sh\necho mediamtx-stand-in\n"
 
 
 @pytest.fixture
-def release_host(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def release_host_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A release host on loopback and the folder it serves."""
     root = tmp_path / "releases"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
+    with release_host(root) as url:
+        yield url, root
 
 
 @pytest.fixture(autouse=True)
@@ -58,18 +34,28 @@ def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
 
 
-def test_install_verifies_and_unpacks_the_pinned_release(release_host: tuple[str, Path]) -> None:
-    url, root = release_host
-    _release(root)
+def test_install_verifies_and_unpacks_the_pinned_release(release_host_root: tuple[str, Path]) -> None:
+    url, root = release_host_root
+    publish_release(root, STAND_IN)
     path = mediamtx.install(url)
     assert path == mediamtx.cache_dir() / "mediamtx"
     assert path.stat().st_mode & 0o111
     assert mediamtx.find_mediamtx() == str(path)
 
 
-def test_a_tampered_download_is_refused(release_host: tuple[str, Path]) -> None:
-    url, root = release_host
-    _release(root, corrupt=True)
+def test_install_shows_its_progress(release_host_root: tuple[str, Path]) -> None:
+    url, root = release_host_root
+    publish_release(root, STAND_IN * 50_000)
+    out = io.StringIO()
+    mediamtx.install(url, progress=mediamtx.ProgressBar(out, "download"))
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith("  download [#########################] 100%"), lines
+    assert len(lines) <= 5  # not a terminal: a line per quarter, not one per chunk
+
+
+def test_a_tampered_download_is_refused(release_host_root: tuple[str, Path]) -> None:
+    url, root = release_host_root
+    publish_release(root, STAND_IN, corrupt=True)
     with pytest.raises(mediamtx.MediaMTXInstallError, match="checksum mismatch"):
         mediamtx.install(url)
     assert mediamtx.find_mediamtx() is None

@@ -27,7 +27,7 @@ def register_mediamtx(commands: argparse._SubParsersAction) -> None:  # type: ig
 
 def _install(_args: argparse.Namespace) -> int:
     try:
-        path = mediamtx.install()
+        path = mediamtx.install(progress=mediamtx.ProgressBar(sys.stdout, f"MediaMTX {mediamtx.VERSION}"))
     except mediamtx.MediaMTXInstallError as exc:
         print(f"framecast mediamtx install: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,9 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 VERSION = "v1.20.1"
 RELEASES = "https://github.com/bluenviron/mediamtx/releases/download"
@@ -51,36 +53,81 @@ def _asset() -> str:
     return f"mediamtx_{VERSION}_{system}_{arch}.tar.gz"
 
 
-def _download(url: str) -> bytes:
+Progress = Callable[[int, int], None]
+"""``progress(done, total)`` in bytes; ``total`` is 0 when the server does not say."""
+
+
+def releases_url() -> str:
+    """Where releases are downloaded from: FRAMECAST_MEDIAMTX_RELEASES (a mirror) or GitHub."""
+    return os.environ.get("FRAMECAST_MEDIAMTX_RELEASES", "").rstrip("/") or RELEASES
+
+
+def _download(url: str, progress: Progress | None = None) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed https URL
-            return response.read()
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise MediaMTXInstallError(f"could not download {url}: {exc}") from None
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - http(s) release host
+            total = int(response.headers.get("Content-Length") or 0)
+            chunks, done = [], 0
+            while chunk := response.read(1 << 16):
+                chunks.append(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+            return b"".join(chunks)
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise MediaMTXInstallError(f"could not download {url}: {reason}") from None
 
 
-def install(releases: str = RELEASES) -> Path:
+def install(releases: str | None = None, progress: Progress | None = None) -> Path:
     """Download the pinned release, verify its SHA-256 against the published checksums, unpack."""
+    releases = releases or releases_url()
     asset = _asset()
-    sums = _download(f"{releases}/{VERSION}/checksums.sha256").decode()
+    sums = _download(f"{releases}/{VERSION}/checksums.sha256").decode(errors="replace")
     expected = next((line.split()[0] for line in sums.splitlines() if line.strip().endswith(asset)), None)
     if expected is None:
         raise MediaMTXInstallError(f"{asset} is not listed in the release's checksums.sha256")
-    archive = _download(f"{releases}/{VERSION}/{asset}")
+    archive = _download(f"{releases}/{VERSION}/{asset}", progress)
     actual = hashlib.sha256(archive).hexdigest()
     if actual != expected:
         raise MediaMTXInstallError(f"checksum mismatch for {asset}: expected {expected}, got {actual}")
     target = cache_dir()
     target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-        member = tar.getmember("mediamtx")
-        source = tar.extractfile(member)
-        if source is None:
-            raise MediaMTXInstallError(f"{asset} holds no mediamtx binary")
-        binary = target / "mediamtx"
-        binary.write_bytes(source.read())
-        binary.chmod(0o755)
-    return target / "mediamtx"
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            source = tar.extractfile(tar.getmember("mediamtx"))
+            if source is None:
+                raise KeyError("mediamtx")
+            partial = target / "mediamtx.partial"
+            partial.write_bytes(source.read())
+    except (KeyError, tarfile.TarError) as exc:
+        raise MediaMTXInstallError(f"{asset} holds no mediamtx binary ({exc})") from None
+    partial.chmod(0o755)
+    binary = target / "mediamtx"
+    partial.replace(binary)  # never a half-written binary where find_mediamtx looks
+    return binary
+
+
+class ProgressBar:
+    """A download's progress on a terminal (one line redrawn), or a line per quarter elsewhere."""
+
+    def __init__(self, out: TextIO, label: str) -> None:
+        self.out, self.label = out, label
+        self.tty = out.isatty()
+        self._shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = done * 100 // total if total else 0
+        step = percent if self.tty else percent // 25 * 25
+        if step == self._shown:
+            return
+        self._shown = step
+        bar = "#" * (percent // 4)
+        line = f"  {self.label} [{bar:<25}] {percent:3d}% {done / 1e6:.1f}/{total / 1e6:.1f} MB"
+        if self.tty:
+            self.out.write("\r" + line + ("\n" if done >= total else ""))
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
 
 
 def config(*, auth_url: str, rtsp_port: int = 8554, api_port: int = 9997, whep_port: int = 8889,

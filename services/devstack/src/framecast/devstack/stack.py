@@ -19,6 +19,7 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -144,13 +145,17 @@ class DevStack:
         self.say(f"  nats-server  {self.nats.url} (JetStream in {self.nats.store_dir})")
         gateway = f"http://{self.env['FRAMECAST_GATEWAY_ADDR']}"
         auth = f"http://{self.env['FRAMECAST_AUTH_ADDR']}"
+        if not self.mediamtx_bin:
+            self.mediamtx_bin = await self._install_mediamtx()
         if self.mediamtx_bin:
             conf = self.tmp / "mediamtx.yml"
-            conf.write_text(mediamtx.config(auth_url=f"{auth}/mediamtx/auth"))
+            ports = self._mediamtx_ports()
+            conf.write_text(mediamtx.config(auth_url=f"{auth}/mediamtx/auth", **ports))
             child = Child("mediamtx", [self.mediamtx_bin, str(conf)], self.log_dir / "mediamtx.log")
             await child.start(self.env)
             self.children.append(child)
-            self.say(f"  mediamtx     {self.mediamtx_bin} (RTSP :8554, WebRTC :8889, HLS :8888, API :9997)")
+            self.say(f"  mediamtx     {self.mediamtx_bin} (RTSP :{ports['rtsp_port']}, WebRTC :{ports['whep_port']}, "
+                     f"HLS :{ports['hls_port']}, API :{ports['api_port']})")
         else:
             self.env.setdefault("FRAMECAST_MEDIAMTX_API", "http://127.0.0.1:9997")
         for child in (
@@ -163,6 +168,30 @@ class DevStack:
             self.children.append(child)
             await self._wait_ready(child)
             self.say(f"  {child.name:<12} pid {child.process.pid if child.process else '?'}, log {child.log_path}")
+
+    def _mediamtx_ports(self) -> dict[str, int]:
+        """MediaMTX listens where the services will look for it: the ports of
+        FRAMECAST_MEDIAMTX_RTSP, FRAMECAST_MEDIAMTX_API and the public WHEP and HLS bases."""
+        ports = {}
+        for key, variable, default in (("rtsp_port", "FRAMECAST_MEDIAMTX_RTSP", 8554),
+                                       ("api_port", "FRAMECAST_MEDIAMTX_API", 9997),
+                                       ("whep_port", "FRAMECAST_PUBLIC_WHEP_BASE", 8889),
+                                       ("hls_port", "FRAMECAST_PUBLIC_HLS_BASE", 8888)):
+            ports[key] = urllib.parse.urlsplit(self.env.get(variable, "")).port or default
+        return ports
+
+    async def _install_mediamtx(self) -> str | None:
+        """No MediaMTX here: fetch the pinned release into the cache, so the demo plays. Offline,
+        the stack runs without it and says which command fixes that."""
+        self.say(f"  mediamtx     not found; installing {mediamtx.VERSION} from {mediamtx.releases_url()} "
+                 "(checksum-verified)")
+        try:
+            path = await asyncio.to_thread(
+                mediamtx.install, progress=mediamtx.ProgressBar(self.out, f"{'':<12} download"))
+        except mediamtx.MediaMTXInstallError as exc:
+            self.say(f"  mediamtx     not installed: {exc}")
+            return None
+        return str(path)
 
     async def _wait_ready(self, child: Child) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
