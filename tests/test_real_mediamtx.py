@@ -34,6 +34,7 @@ from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, TokenIssued, TokenRequest, VideoFormat
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from tests.support.fake_mediamtx import path_item
 from tests.support.real_mediamtx import RealMediaMTX, needs_mediamtx, real_mediamtx
 from tests.support.rtsp import free_port
 from tests.support.rtsp_gate import _Request, hook_payload
@@ -100,7 +101,7 @@ async def ffmpeg(*args: str, timeout: float = 60) -> tuple[int, str]:
     return proc.returncode or 0, err.decode(errors="replace")
 
 
-async def path_item(stack: Stack, stream_id: str | None = None) -> dict[str, Any]:
+async def get_path(stack: Stack, stream_id: str | None = None) -> dict[str, Any]:
     answer = await stack.api(f"/v3/paths/get/{stream_id or stack.stream_id}")
     return answer.json() if answer.status_code == 200 else {}
 
@@ -110,7 +111,7 @@ async def test_the_encoder_publishes_with_its_token_as_the_stand_in_sees_it(stac
 
     async def available() -> bool:
         nonlocal item
-        item = await path_item(stack)
+        item = await get_path(stack)
         return bool(item.get("available"))
 
     for _ in range(100):
@@ -119,6 +120,11 @@ async def test_the_encoder_publishes_with_its_token_as_the_stand_in_sees_it(stac
         await asyncio.sleep(0.1)  # polling MediaMTX's API: it has nothing to wait on
     assert item.get("available"), item
     assert [track["codec"] for track in item["tracks2"]] == ["H264"]
+    # the control-API stand-in's path item has MediaMTX's keys, in its order, and its track props
+    fake = path_item(stack.stream_id, width=320, height=240)
+    assert list(fake) == list(item)
+    assert set(fake["tracks2"][0]["codecProps"]) == set(item["tracks2"][0]["codecProps"])
+    assert fake["source"].keys() == item["source"].keys() and item["source"]["type"] == "rtspSession"
 
     recorder = stack.mediamtx.recorder
     assert recorder is not None
@@ -251,7 +257,7 @@ async def test_revoking_a_viewer_token_ends_its_rtsp_session(stack: Stack) -> No
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         async def reading() -> bool:
-            item = await path_item(stack)
+            item = await get_path(stack)
             return any(r["type"] == "rtspSession" for r in item.get("readers", []))
 
         for _ in range(100):
@@ -319,7 +325,7 @@ async def test_after_a_mediamtx_restart_the_encoder_publishes_again(stack: Stack
     await stack.mediamtx.restart()
 
     async def available() -> bool:
-        return bool((await path_item(stack)).get("available"))
+        return bool((await get_path(stack)).get("available"))
 
     async def republished() -> None:
         while not await available():
