@@ -159,3 +159,27 @@ async def test_trace_context_crosses_the_bus(
     assert consumer_span.attributes["messaging.system"] == "nats"
     assert consumer_span.attributes["messaging.destination.name"] == subject
     assert consumer_span.attributes["messaging.client.id"] == "consumer"
+
+
+async def test_a_subscribe_cancelled_while_it_settles_leaves_the_connection_healthy(
+    nats_server, stream_id: str  # type: ignore[no-untyped-def]
+) -> None:
+    # A producer closing mid-subscribe cancels the flush that waits for the server's PONG. nats-py
+    # would then hand the next PONG to the cancelled future and drop the connection from its
+    # read loop; the stream's final state could not be written.
+    bus = await Bus.connect(nats_server.url, client_id="cancelling")
+    try:
+        async def handle(message: StopStream, _msg: object) -> None:
+            pass
+
+        for n in range(20):
+            task = asyncio.create_task(bus.subscribe(f"test.{stream_id}.{n}", StopStream, handle))
+            for _ in range(3):  # until it waits for the PONG
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await asyncio.wait_for(settle(bus.nc), 2)
+        assert bus.nc.stats["reconnects"] == 0 and bus.nc.is_connected
+    finally:
+        await bus.close()

@@ -52,9 +52,15 @@ async def settle(nc: Client) -> None:
     it (a SUB, a PUB) may still wait for the client's flusher task, so its PONG can come back
     before the server has seen them. That task runs before the first PONG can be read, so the
     second PING goes out behind everything queued before the call.
+
+    Each flush is shielded: nats-py resolves PONGs in order against the futures of its PINGs
+    and calls ``set_result`` on whatever is first, so a flush cancelled while it waits (a task
+    stopped mid-subscribe) would leave a cancelled future there; the next PONG then raises in
+    nats-py's read loop, which drops the connection. Shielded, the PING's future still gets
+    its PONG after our caller has gone.
     """
-    await nc.flush()
-    await nc.flush()
+    await asyncio.shield(nc.flush())
+    await asyncio.shield(nc.flush())
 
 
 class Bus:
