@@ -2,7 +2,7 @@
 
 Why: MediaMTX asks the hook about every publish, read and control-API call, over a new TCP
 connection each time, and takes publish/read decisions one at a time in its path manager
-(shared/MEDIAMTX.md §1.2, §1.7): the hook's latency bounds how fast viewers can join. Measured:
+(docs/mediamtx.md, "Auth hook"): the hook's latency bounds how fast viewers can join. Measured:
 
 - decisions/s, p50/p99 latency and server CPU per decision of ``POST /mediamtx/auth`` under
   load from a second process: an asyncio generator speaking raw HTTP/1.1 (far cheaper than an
@@ -50,11 +50,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from litestar import Litestar, Response, get, post
 
 from bench import procs, report
-from framecast.auth.app import create_app
-from framecast.auth.keys import KeyStore
-from framecast.auth.ratelimit import FailureLimiter
-from framecast.auth.service import AuthService, AuthSettings
-from framecast.auth.tokens import TokenIssuer, TokenVerifier
+from framecast.auth import (
+    AuthService,
+    AuthSettings,
+    FailureLimiter,
+    KeyStore,
+    TokenIssuer,
+    TokenVerifier,
+    create_app,
+)
 from framecast.devstack.nats import find_nats_server
 from framecast.proto.bus import Bus
 from framecast.proto.messages import AuthDecision
@@ -329,7 +333,7 @@ serialized path manager (one call at a time) and what keep-alive would save."""
 
 
 def hook_bodies(issuer: TokenIssuer) -> dict[str, str]:
-    """Each payload's hook body as MediaMTX v1.20 sends it (§1.2, §1.5), client IP left open."""
+    """Each payload's hook body as MediaMTX v1.20 sends it (docs/mediamtx.md, "Auth hook"), client IP left open."""
     viewer = issuer.issue_viewer(PATH, "bench-viewer", TOKEN_TTL_S).token
     stranger = issuer.issue_viewer("cam2", "bench-viewer", TOKEN_TTL_S).token
 

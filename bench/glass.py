@@ -38,8 +38,8 @@ API_KEY = "bench-glass-" + secrets.token_hex(8)
 
 async def measure(nats_url: str, width: int, height: int, forwarded: bool, gop: int,
                   window_s: float) -> dict[str, Any]:
-    from framecast.auth.service import AuthSettings
-    from framecast.auth.service import lifespan as auth_lifespan
+    from framecast.auth import AuthSettings
+    from framecast.auth import lifespan as auth_lifespan
     from framecast.capture.service import CaptureSettings
     from framecast.capture.service import lifespan as capture_lifespan
     from framecast.encoder.service import EncoderSettings

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 
-from framecast.auth.service import AuthSettings
-from framecast.auth.service import lifespan as auth_lifespan
+from framecast.auth import AuthSettings
+from framecast.auth import lifespan as auth_lifespan
 from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
 from framecast.devstack.nats import NatsServer

@@ -22,8 +22,8 @@ import httpx
 import imageio_ffmpeg
 import pytest
 
-from framecast.auth.service import AuthSettings
-from framecast.auth.service import lifespan as auth_lifespan
+from framecast.auth import AuthSettings
+from framecast.auth import lifespan as auth_lifespan
 from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
 from framecast.devstack.nats import NatsServer

@@ -10,8 +10,8 @@ import numpy as np
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from framecast.auth.service import AuthSettings
-from framecast.auth.service import lifespan as auth_lifespan
+from framecast.auth import AuthSettings
+from framecast.auth import lifespan as auth_lifespan
 from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
 from framecast.encoder.service import EncoderSettings

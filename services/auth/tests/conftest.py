@@ -10,10 +10,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from framecast.auth.app import create_app
-from framecast.auth.keys import KeyStore
-from framecast.auth.ratelimit import FailureLimiter
-from framecast.auth.tokens import TokenIssuer, TokenVerifier
+from framecast.auth import FailureLimiter, KeyStore, TokenIssuer, TokenVerifier, create_app
 from framecast.proto.messages import AuthDecision
 
 ISSUER = "framecast-auth"

@@ -12,10 +12,7 @@ from litestar.testing import AsyncTestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from framecast.auth.app import create_app
-from framecast.auth.keys import KeyStore
-from framecast.auth.ratelimit import FailureLimiter
-from framecast.auth.tokens import TokenIssuer, TokenVerifier
+from framecast.auth import FailureLimiter, KeyStore, TokenIssuer, TokenVerifier, create_app
 from framecast.proto.messages import AuthDecision
 
 if TYPE_CHECKING:

@@ -13,9 +13,7 @@ from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from framecast.auth.app import create_app
-from framecast.auth.keys import KeyStore
-from framecast.auth.tokens import TokenIssuer, TokenVerifier
+from framecast.auth import KeyStore, TokenIssuer, TokenVerifier, create_app
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 HOOK_FIELDS = ("ip", "user", "password", "token", "action", "path", "protocol", "id", "query", "userAgent")

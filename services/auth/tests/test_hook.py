@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from framecast.auth import FailureLimiter, TokenIssuer, TokenVerifier
 from framecast.auth.hook import (
     Decision,
     HookRequest,
@@ -17,8 +18,6 @@ from framecast.auth.hook import (
     extract_token,
     query_token,
 )
-from framecast.auth.ratelimit import FailureLimiter
-from framecast.auth.tokens import TokenIssuer, TokenVerifier
 
 if TYPE_CHECKING:
     from conftest import FakeClock, MakeRequest

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import jwt
 import pytest
 
+from framecast.auth import TokenError, TokenIssuer, TokenVerifier
 from framecast.auth.keys import (
     DEFAULT_MAX_TOKEN_TTL_S,
     DEFAULT_PUBLISH_AHEAD_S,
@@ -21,7 +22,6 @@ from framecast.auth.keys import (
     KeyStore,
     KeyStoreError,
 )
-from framecast.auth.tokens import TokenError, TokenIssuer, TokenVerifier
 
 if TYPE_CHECKING:
     from conftest import FakeClock

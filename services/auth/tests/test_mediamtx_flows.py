@@ -1,4 +1,4 @@
-"""The hook over HTTP, fed the exact call sequences MediaMTX v1.20 makes (MEDIAMTX.md §1.2-§1.6, §2)."""
+"""The hook over HTTP, fed the exact call sequences MediaMTX v1.20 makes (docs/mediamtx.md, "Auth hook" and "JWT")."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from framecast.auth.keys import KeyStore
-from framecast.auth.tokens import TokenIssuer
+from framecast.auth import KeyStore, TokenIssuer
 from framecast.proto.messages import AuthDecision
 
 if TYPE_CHECKING:

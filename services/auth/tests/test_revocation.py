@@ -23,12 +23,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from framecast.auth import kick
-from framecast.auth.cli import revocation_of_token
-from framecast.auth.keys import KeyStore
-from framecast.auth.kick import ControlAPI, MediaMTXRefused, Revocation, Session
-from framecast.auth.service import AuthSettings, RevocationError, lifespan, revoke
-from framecast.auth.tokens import Permission, TokenError, TokenIssuer, TokenVerifier
+from framecast.auth import (
+    AuthSettings,
+    KeyStore,
+    Permission,
+    Revocation,
+    RevocationError,
+    Revocations,
+    TokenError,
+    TokenIssuer,
+    TokenVerifier,
+    lifespan,
+    revocation_of_token,
+    revoke,
+)
 from framecast.devstack.nats import NatsServer
 from framecast.proto.bus import Bus
 from tests.support.fake_mediamtx import KICKABLE, FakeMediaMTX
@@ -75,7 +83,7 @@ async def auth(nats: NatsServer, key_dir: Path, mediamtx_api: str, name: str = "
 
 
 async def hook(url: str, token: str, path: str) -> tuple[int, str]:
-    """A WHEP POST's hook call as MediaMTX v1.20 sends it (§1.2, §1.5): every key, in its order."""
+    """A WHEP POST's hook call as MediaMTX v1.20 sends it (docs/mediamtx.md, "Auth hook"): every key, in its order."""
     body = {"ip": "127.0.0.1", "user": "", "password": "", "token": token, "action": "read", "path": path,
             "protocol": "webrtc", "id": str(uuid.uuid4()), "query": "", "userAgent": "Mozilla/5.0"}
     async with httpx.AsyncClient(timeout=5) as client:
@@ -244,54 +252,7 @@ async def test_revoke_refuses_a_jti_that_is_not_a_bucket_key(bus: Bus) -> None:
         await revoke(bus, "kick.x.1", Revocation(expires_at=0))
 
 
-@pytest.mark.parametrize(
-    ("session", "ended"),
-    [
-        (Session("r", "cam1", "read"), True),
-        (Session("h", "cam1", ""), True),  # HLS sessions have no state
-        (Session("i", "cam1", "idle"), True),  # PLAY is not re-authorised
-        (Session("p", "cam1", "publish"), False),  # a viewer's revocation never drops the stream
-        (Session("o", "cam2", "read"), False),
-        (Session("n", "", "idle"), False),  # no path authorised yet
-    ],
-)
-def test_which_sessions_a_viewer_revocation_ends(session: Session, ended: bool) -> None:
-    assert Revocation(expires_at=0, paths=("cam1",)).ends(session) is ended
-
-
-def test_permission_patterns_select_sessions_as_in_mediamtx() -> None:
-    publisher = Revocation(expires_at=0, publish_paths=("~^cams/",))
-    assert publisher.ends(Session("a", "cams/lobby", "publish"))
-    assert publisher.ends(Session("b", "cams/lobby", "idle"))
-    assert not publisher.ends(Session("c", "cams/lobby", "read"))
-    assert not publisher.ends(Session("d", "other", "publish"))
-    assert Revocation(expires_at=0, paths=("",)).ends(Session("e", "anything", "read"))
-
-
-async def test_the_client_follows_pages_and_names_a_refusal(monkeypatch: pytest.MonkeyPatch, stream_id: str) -> None:
-    monkeypatch.setattr(kick, "ITEMS_PER_PAGE", 2)
-    async with FakeMediaMTX(token="secret", disabled=["srtconns"]) as mtx:
-        mtx.add_path(stream_id)
-        ids = {mtx.add_reader(stream_id, "hlsSession") for _ in range(5)}
-        api = ControlAPI(mtx.url, lambda: "secret")
-        try:
-            assert {s.id for s in await api.sessions("hlssessions")} == ids
-            assert await api.sessions("srtconns") == [], "a server that is off has no list route"
-            assert not await api.kick("hlssessions", str(uuid.uuid4())), "a session already gone"
-        finally:
-            await api.aclose()
-        api = ControlAPI(mtx.url, lambda: "wrong")
-        try:
-            with pytest.raises(MediaMTXRefused) as refused:
-                await api.sessions("hlssessions")
-        finally:
-            await api.aclose()
-    assert refused.value.status == 401
-
-
 def test_the_mirror_forgets_revocations_of_expired_tokens() -> None:
-    from framecast.auth.service import Revocations
-
     mirror = Revocations(kv=None, on_revoked=lambda *args: None)  # type: ignore[arg-type]
     mirror.revoked = {"old": 100.0, "current": 10_000.0}
     assert mirror.prune(now=5_000.0) == 1

@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from litestar import Litestar
 
-from framecast.auth.tokens import TokenIssuer
+from framecast.auth import TokenIssuer
 from framecast.proto.messages import AuthDecision
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Issuing tokens, MediaMTX's permission rules, and every way a forged token must fail."""
+"""Issuing tokens, and every way a forged token must fail."""
 
 from __future__ import annotations
 
@@ -13,21 +13,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from framecast.auth.keys import KeyStore
-from framecast.auth.tokens import (
-    Permission,
-    TokenError,
-    TokenIssuer,
-    TokenRequestError,
-    TokenVerifier,
-    path_matches,
-)
+from framecast.auth import KeyStore, TokenError, TokenIssuer, TokenRequestError, TokenVerifier
 from framecast.proto.messages import TokenRequest
 
 if TYPE_CHECKING:
     from conftest import FakeClock, MakeClaims
 
-RTSP_LINE_LIMIT = 2047  # gortsplib v5.6.4, MEDIAMTX.md §0.8
+RTSP_LINE_LIMIT = 2047  # gortsplib v5.6.4, docs/mediamtx.md, "RTSP"
 
 
 def b64(data: bytes) -> str:
@@ -301,48 +293,3 @@ def test_an_oversized_token_is_refused_before_parsing(verifier: TokenVerifier, i
     real = issuer.issue_viewer("cam1", "alice").token
     padded = real + "A" * (verifier.max_token_bytes + 1 - len(real))
     assert reason_for(verifier, padded) == "too_large"
-
-
-# ----- MediaMTX's permission rules (§2.3) ----------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("pattern", "path", "expected"),
-    [
-        ("", "cam1", True),
-        ("", "cams/lobby/1", True),
-        ("cam1", "cam1", True),
-        ("cam1", "cam10", False),
-        ("cam1", "xcam1", False),
-        ("Cam1", "cam1", False),
-        ("cams/lobby/1", "cams/lobby/1", True),
-        ("~^cam", "cam1", True),
-        ("~^cam", "xcam", False),
-        ("~cam", "xcam", True),
-        ("~cam", "mycamera/2", True),
-        ("~^cam$", "cam1", False),
-        ("~^cam$", "cam", True),
-        ("~^cam[0-9]+$", "cam12", True),
-        ("~^cams/.+/1$", "cams/lobby/1", True),
-        ("~(?i)^CAM", "cam1", True),
-        ("~\\d", "cam1", True),
-        ("~(", "cam1", False),
-        ("~^(?=cam)", "cam1", False),
-        ("~(?<!x)cam", "cam1", False),
-        ("~(c)\\1", "cc", False),
-        ("~", "anything", True),
-    ],
-)
-def test_path_patterns_match_like_mediamtx(pattern: str, path: str, expected: bool) -> None:
-    assert path_matches(pattern, path) is expected
-
-
-def test_actions_match_exactly() -> None:
-    read = Permission("read", "cam1")
-    assert read.matches("read", "cam1")
-    assert not read.matches("playback", "cam1"), "read does not cover playback in MediaMTX"
-    assert not read.matches("publish", "cam1")
-    assert Permission("playback", "cam1").matches("playback", "cam1")
-    assert Permission("api", "cam1").matches("api", ""), "the path of api/metrics/pprof is ignored"
-    assert not Permission("api").matches("metrics", "")
-    assert Permission("publish").matches("publish", "anything/at/all")

@@ -21,6 +21,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from . import codec, subjects
 from .bus import Bus
+from .kv import current_entries
 from .messages import StreamRecord, StreamTransition
 from .states import IllegalTransition, StreamState, check_transition
 
@@ -74,21 +75,13 @@ class StateStore:
             entry = await self.kv.get(stream_id)
         except KeyNotFoundError:
             return None, 0
-        if entry.value is None or entry.operation in (KV_DEL, KV_PURGE):
-            return None, entry.revision or 0
-        return codec.decode(subjects.STATE_BUCKET, entry.value, StreamRecord), entry.revision or 0
+        return _record(entry), entry.revision or 0
 
     async def list(self) -> list[StreamRecord]:
-        """Every stream's record, in stream-id order.
-
-        The keys come from the server's own account of the bucket (stream info per subject, up
-        to the server's 100,000 a reply): nats-py's ``keys()`` may end before the first key
-        arrives - its end-of-initial-values marker races the delivery under load - and would
-        then report an empty bucket."""
-        prefix = f"$KV.{subjects.STATE_BUCKET}."
-        info = await self.bus.js.stream_info(f"KV_{subjects.STATE_BUCKET}", subjects_filter=f"{prefix}>")
-        keys = sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {})
-        records = [await self.get(key) for key in keys]
+        """Every stream's record, in stream-id order (a snapshot that trusts the server, not
+        nats-py's end-of-initial-values marker: see ``framecast.proto.kv``)."""
+        entries = await current_entries(self.kv)
+        records = [_record(entries[key]) for key in sorted(entries)]
         return [r for r in records if r is not None]
 
     async def transition(
@@ -213,3 +206,10 @@ class StateStore:
                 yield msg.metadata.sequence.stream, event
         finally:
             await sub.unsubscribe()
+
+
+def _record(entry: KeyValue.Entry) -> StreamRecord | None:
+    """The entry's record; ``None`` for a deleted stream."""
+    if entry.value is None or entry.operation in (KV_DEL, KV_PURGE):
+        return None
+    return codec.decode(subjects.STATE_BUCKET, entry.value, StreamRecord)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import sys
 import time
 from pathlib import Path
@@ -17,8 +16,10 @@ from framecast.runtime.settings import SettingsError, load
 
 from .keys import DEFAULT_MAX_TOKEN_TTL_S, KeyStore
 from .kick import Revocation
-from .service import AuthSettings, RevocationError, default_key_dir, lifespan, revoke
-from .tokens import TokenError, TokenIssuer, TokenRequestError, TokenVerifier
+from .revocation import RevocationError, revocation_of_token, revoke
+from .service import lifespan
+from .settings import AuthSettings
+from .tokens import TokenError, TokenIssuer, TokenRequestError
 
 
 def main() -> int:
@@ -27,7 +28,7 @@ def main() -> int:
 
 def _keystore() -> tuple[AuthSettings, KeyStore]:
     settings = load(AuthSettings)
-    return settings, KeyStore(Path(settings.auth_key_dir or default_key_dir()))
+    return settings, KeyStore(Path(settings.key_dir()))
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -131,15 +132,3 @@ def _revoke(args: argparse.Namespace) -> int:
     print(f"revoked {jti}; the auth service ends its live sessions on {where}" if where else f"revoked {jti}")
     return 0
 
-
-def revocation_of_token(token: str, keystore: KeyStore, settings: AuthSettings) -> tuple[str, Revocation]:
-    """The jti and revocation record of a whole token; raises ``TokenError`` unless we signed it.
-
-    Time is not checked: an expired token's sessions may still be open, and revoking it is
-    how they end. Signature, issuer and audience are: only our own tokens go into the bucket.
-    """
-    verifier = TokenVerifier(keystore, settings.auth_issuer, settings.auth_audience, leeway_s=math.inf)
-    verified = verifier.verify(token)
-    reads = tuple(dict.fromkeys(p.path for p in verified.permissions if p.action in ("read", "playback")))
-    publishes = tuple(dict.fromkeys(p.path for p in verified.permissions if p.action == "publish"))
-    return verified.jti, Revocation(expires_at=verified.expires_at, paths=reads, publish_paths=publishes)

@@ -1,8 +1,8 @@
 """The MediaMTX HTTP auth hook: the request as MediaMTX sends it, and the access decision.
 
 Why: with ``authMethod: http`` every publish, read, playback and control-API access is one
-POST of this JSON (MEDIAMTX.md §1.2), and MediaMTX does not hand over the credentials the way
-a JWT check wants them (§0.2, §0.3, §1.6):
+POST of this JSON (docs/mediamtx.md, "Auth hook"), and MediaMTX does not hand over the
+credentials the way a JWT check wants them (same section):
 
 - ``token`` is the Bearer token, else the *password*, else (RTSP/RTMP only) a ``token=`` or
   ``jwt=`` query parameter; so a JWT given as an RTSP password arrives in ``token`` too.
@@ -28,8 +28,9 @@ import msgspec
 
 from framecast.proto.messages import AuthDecision
 
+from .permissions import ACTIONS
 from .ratelimit import FailureLimiter
-from .tokens import ACTIONS, TokenError, TokenErrorReason, TokenVerifier
+from .tokens import TokenError, TokenErrorReason, TokenVerifier
 
 DecisionReason = (
     Literal["ok", "no_credentials", "unknown_action", "rate_limited", "forbidden", "internal_error"]
@@ -51,7 +52,7 @@ class HookRequestError(ValueError):
 
 
 class HookRequest(msgspec.Struct, frozen=True, kw_only=True, rename={"user_agent": "userAgent"}):
-    """The JSON MediaMTX posts (§1.2). Fields added in later versions default to empty:
+    """The JSON MediaMTX posts (docs/mediamtx.md, "Auth hook"). Fields added in later versions default to empty:
     ``token`` arrived in v1.12.3, ``userAgent`` in v1.19.0. Unknown fields are ignored."""
 
     ip: str

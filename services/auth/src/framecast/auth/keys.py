@@ -2,7 +2,7 @@
 
 Why: the tokens we sign must verify both in our HTTP hook and in MediaMTX's own
 ``authMethod: jwt``, which fetches the JWKS lazily, caches it for one hour and does not
-refetch on an unknown ``kid`` (MEDIAMTX.md §0.9, §2.4). So a new key is published at least
+refetch on an unknown ``kid`` (docs/mediamtx.md, "JWT"). So a new key is published at least
 an hour before it signs anything, and a retired key stays published until every token it
 signed has expired.
 

@@ -1,9 +1,9 @@
 """Ending the live MediaMTX sessions of a revoked token, once across every auth instance.
 
 Why: MediaMTX asks the hook only when a session starts and never re-checks an open one
-(MEDIAMTX.md §1.7), so denying a revoked jti stops new sessions but not the ones it already
-opened. Those are ended through the control API (§3.3, §3.4): list every kind of session,
-keep those on the revoked token's paths, and kick each.
+(docs/mediamtx.md, "Auth hook"), so denying a revoked jti stops new sessions but not the ones
+it already opened. Those are ended through the control API (docs/mediamtx.md, "Control API"):
+list every kind of session, keep those on the revoked token's paths, and kick each.
 
 Which sessions: a token's MediaMTX path permissions say where it may read or publish, not
 which session it opened (the API does not show credentials). So revoking a viewer token
@@ -11,8 +11,8 @@ ends every reading session on its paths; viewers whose own tokens are still vali
 straight back in by the hook, the revoked one is not. A publishing session is ended only for
 a token that may publish there: a viewer's revocation must not take the stream down for
 everyone. ``idle`` sessions (RTSP after SETUP, before PLAY/RECORD) are ended for either,
-because PLAY and RECORD are not re-authorised (§1.5). RTSP connections have no kick route;
-kicking their session is what stops the media.
+because PLAY and RECORD are not re-authorised ("Auth hook"). RTSP connections have no kick
+route; kicking their session is what stops the media.
 
 One kick per revocation: each revocation entry in the bucket is claimed by creating the key
 ``kick.<jti>.<revision>`` in the same bucket. JetStream creates a key only if it does not
@@ -35,7 +35,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from .keys import KeyStoreError
-from .tokens import path_matches
+from .permissions import path_matches
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ SESSION_KINDS = (
     "srtconns",
     "moqsessions",
 )
-"""Every control-API collection with list and kick routes (§3.3); MediaMTX registers a
+"""Every control-API collection with list and kick routes ("Control API"); MediaMTX registers a
 collection's routes only while its server is enabled, so a 404 on a list means "none"."""
 ITEMS_PER_PAGE = 100
 
@@ -59,7 +59,7 @@ ITEMS_PER_PAGE = 100
 class Revocation(msgspec.Struct, frozen=True, kw_only=True):
     """The value of a revoked jti in the revocation bucket (JSON, written by ``framecast token revoke``).
 
-    Paths are permission paths as in a token (§2.3): an exact name, ``""`` for any path, or
+    Paths are permission paths as in a token (permissions.py): an exact name, ``""`` for any path, or
     ``~regex``.
     """
 

@@ -1,8 +1,9 @@
 """Per-client limits on failed auth attempts, so guessing tokens through MediaMTX stays slow.
 
-Why: MediaMTX already sleeps 0-4 s before answering a rejected client (MEDIAMTX.md §1.4), but
-the sleep happens inside MediaMTX; every attempt still costs us a signature check. A client
-that keeps failing is refused here without verifying anything, for ``block_s`` seconds.
+Why: MediaMTX already sleeps 0-4 s before answering a rejected client (docs/mediamtx.md,
+"Auth hook"), but the sleep happens inside MediaMTX; every attempt still costs us a signature
+check. A client that keeps failing is refused here without verifying anything, for ``block_s``
+seconds.
 
 Each client has a token bucket of ``max_failures`` that refills at ``max_failures`` per
 ``window_s``: a burst of ``max_failures`` failures (20 by default) empties it and starts the

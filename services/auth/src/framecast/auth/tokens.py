@@ -1,36 +1,21 @@
 """Issuing and verifying the JWTs that grant MediaMTX access, with MediaMTX's own claim.
 
 Why: one token format serves both auth modes. The claim ``mediamtx_permissions`` is what
-MediaMTX reads in ``authMethod: jwt`` (MEDIAMTX.md §2.2), and the verifier here applies the
-same permission rules (§2.3) in the HTTP hook, so a token means the same thing either way.
+MediaMTX reads in ``authMethod: jwt`` (docs/mediamtx.md, "JWT"), and the hook applies the
+same permission rules (permissions.py), so a token means the same thing either way.
 
 The verifier is stricter than MediaMTX where that costs our own tokens nothing: only ES256,
 a known ``kid``, and ``exp``, ``sub`` and ``jti`` are required (MediaMTX accepts tokens
 without ``exp``; ``jti`` is what revocation keys on); ``crit`` and ``b64`` headers are refused.
-
-Path patterns follow MediaMTX exactly: empty matches any path, ``~`` introduces a regular
-expression searched anywhere in the path (anchor it with ``^…$``), anything else is an exact,
-case-sensitive comparison. Go's RE2 and Python's ``re`` differ; handled here: ``\\d``, ``\\w``,
-``\\s`` and ``\\b`` are ASCII-only as in RE2, and patterns using what RE2 rejects (lookaround,
-backreferences, conditionals, atomic groups) never match, as an invalid pattern never
-matches in MediaMTX (so, wrongly, does one with ``\\\\1``, an escaped backslash and a
-digit). Remaining differences (paths are ASCII, so they are rare): Python rejects RE2's ``\\z``,
-``\\pN``/``\\p{…}`` and ``(?<name>…)``, so such a pattern never matches here while it may in
-MediaMTX; ``[[:alpha:]]`` means something else to Python; possessive quantifiers are accepted
-here but rejected by RE2. Our issuer writes exact paths only.
-
-Actions match exactly: a ``read`` permission does not cover ``playback`` (MediaMTX takes the
-first permission whose action *equals* the request's), so viewer tokens carry both.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import secrets
 import time
 from collections.abc import Iterable
-from typing import Literal, cast, get_args
+from typing import Literal, cast
 
 import jwt
 import msgspec
@@ -39,13 +24,7 @@ from jwt.utils import base64url_decode
 from framecast.proto.messages import STREAM_ID_PATTERN, TokenIssued, TokenRequest
 
 from .keys import ALGORITHM, Clock, KeyStore
-
-Action = Literal["publish", "read", "playback", "api", "metrics", "pprof"]
-ACTIONS: frozenset[str] = frozenset(get_args(Action))
-"""Every action MediaMTX sends to the hook (``internal/conf/auth_action.go``)."""
-PATH_ACTIONS: frozenset[str] = frozenset({"publish", "read", "playback"})
-"""Actions whose permissions are checked against the path; for the others it is ignored."""
-SERVICE_ACTIONS: frozenset[str] = frozenset({"api", "metrics", "pprof"})
+from .permissions import SERVICE_ACTIONS, Action, Permission
 
 TokenErrorReason = Literal[
     "too_large",
@@ -67,12 +46,11 @@ DEFAULT_PUBLISHER_TTL_S = 300
 fresh one at every FFmpeg (re)start, so it need not live longer than a viewer's."""
 DEFAULT_SERVICE_TTL_S = 300
 DEFAULT_MAX_TOKEN_BYTES = 2048
-"""Our tokens are ~450-650 bytes; RTSP cannot carry more than ~1.9 KB anyway (§0.8)."""
+"""Our tokens are ~450-650 bytes; RTSP cannot carry more than ~1.9 KB anyway (docs/mediamtx.md, "RTSP")."""
 NBF_BACKDATE_S = 30
-"""``nbf`` is set this far in the past: MediaMTX validates it with zero leeway (§2.4)."""
+"""``nbf`` is set this far in the past: MediaMTX validates it with zero leeway (docs/mediamtx.md, "JWT")."""
 
 _STREAM_ID = re.compile(STREAM_ID_PATTERN)
-_RE2_UNSUPPORTED = re.compile(r"\(\?(?:[=!>(]|<[=!]|P=)|\\[1-9]")
 
 
 class TokenError(Exception):
@@ -88,19 +66,6 @@ class TokenRequestError(ValueError):
     """A token cannot be issued as asked (bad stream id, ttl or action)."""
 
 
-class Permission(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """One entry of ``mediamtx_permissions``; unknown fields invalidate the token, as in MediaMTX."""
-
-    action: Action
-    path: str = ""
-
-    def matches(self, action: str, path: str) -> bool:
-        """MediaMTX's rule: the action is equal and, for path actions, the path matches."""
-        if action != self.action:
-            return False
-        return action not in PATH_ACTIONS or path_matches(self.path, path)
-
-
 class VerifiedToken(msgspec.Struct, frozen=True, kw_only=True):
     """The claims of a token whose signature, issuer, audience and times were checked."""
 
@@ -112,27 +77,6 @@ class VerifiedToken(msgspec.Struct, frozen=True, kw_only=True):
 
     def grants(self, action: str, path: str) -> bool:
         return any(p.matches(action, path) for p in self.permissions)
-
-
-def path_matches(pattern: str, path: str) -> bool:
-    """Whether a permission path admits ``path`` (MEDIAMTX.md §2.3)."""
-    if not pattern:
-        return True
-    if pattern.startswith("~"):
-        regex = _compile(pattern[1:])
-        return regex is not None and regex.search(path) is not None
-    return pattern == path
-
-
-@functools.lru_cache(maxsize=256)
-def _compile(expression: str) -> re.Pattern[str] | None:
-    """The compiled pattern, or ``None`` where RE2 (hence MediaMTX) would reject it."""
-    if _RE2_UNSUPPORTED.search(expression):
-        return None
-    try:
-        return re.compile(expression, re.ASCII)
-    except re.error:
-        return None
 
 
 class _Header(msgspec.Struct, frozen=True):

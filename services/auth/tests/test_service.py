@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from framecast.auth.keys import KeyStore
-from framecast.auth.service import AuthSettings, lifespan
-from framecast.auth.tokens import TokenVerifier
+from framecast.auth import AuthSettings, KeyStore, TokenVerifier, lifespan
 from framecast.devstack.nats import NatsServer
 from framecast.proto import subjects
 from framecast.proto.bus import Bus

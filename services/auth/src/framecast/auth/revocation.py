@@ -1,0 +1,151 @@
+"""Revocation: the bucket of revoked jtis, its in-memory mirror, and revoking a token.
+
+Why: a token stays valid until it expires, so denying it sooner needs state every auth
+instance shares. Revoked jtis are keys of a JetStream KV bucket; each instance mirrors the
+bucket in memory, so the hook asks ``is_revoked`` without a network round trip. Entries age
+out of the bucket after the longest token lifetime, and the mirror forgets each one once its
+token has expired anyway (``prune``). Each new revocation is also handed on (to kick.py) so
+the token's live MediaMTX sessions end: MediaMTX never re-checks an open session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from framecast.proto.bus import Bus
+from framecast.proto.kv import watch_all
+
+from .keys import KeyStore
+from .kick import CLAIM_PREFIX, Revocation, claim_key, decode_revocation, encode_revocation
+from .settings import AuthSettings
+from .tokens import TokenVerifier
+
+log = logging.getLogger("framecast.auth")
+
+REVOKED_BUCKET = "framecast_revoked"
+REVOKED_TTL_S = 86400 + 600
+"""How long a revocation is kept: past the longest token lifetime the key store allows."""
+_JTI = re.compile(r"[A-Za-z0-9_=-]{1,256}")
+"""jtis that are valid bucket keys and cannot collide with the ``kick.`` claims; ours are 12 of these."""
+
+OnRevoked = Callable[[str, int, Revocation], None]
+"""``on_revoked(jti, revision, revocation)``: a revocation whose live sessions may need ending."""
+
+
+class RevocationError(ValueError):
+    """A jti that cannot be revoked (not a valid key of the revocation bucket)."""
+
+    def __init__(self, jti: str) -> None:
+        self.jti = jti
+        super().__init__(f"cannot revoke jti {jti[:80]!r}: expected 1-256 letters, digits, '_', '=' or '-'")
+
+
+async def revoked_bucket(bus: Bus) -> KeyValue:
+    """The revocation bucket; entries expire after the longest token lifetime."""
+    return await bus.js.create_key_value(bucket=REVOKED_BUCKET, history=1, ttl=REVOKED_TTL_S,
+                                         description="framecast revoked token ids (jti)")
+
+
+async def revoke(bus: Bus, jti: str, revocation: Revocation) -> int:
+    """Deny token ``jti`` from now on and end its live sessions; returns the entry's revision.
+
+    Every auth instance's hook checks the bucket's mirror, and one of them kicks the sessions
+    ``revocation`` names. Revoking a jti again replaces its record and kicks again.
+    """
+    if not _JTI.fullmatch(jti):
+        raise RevocationError(jti)
+    kv = await revoked_bucket(bus)
+    return await kv.put(jti, encode_revocation(revocation))
+
+
+def revocation_of_token(token: str, keystore: KeyStore, settings: AuthSettings) -> tuple[str, Revocation]:
+    """The jti and revocation record of a whole token; raises ``TokenError`` unless we signed it.
+
+    Time is not checked: an expired token's sessions may still be open, and revoking it is
+    how they end. Signature, issuer and audience are: only our own tokens go into the bucket.
+    """
+    verifier = TokenVerifier(keystore, settings.auth_issuer, settings.auth_audience, leeway_s=math.inf)
+    verified = verifier.verify(token)
+    reads = tuple(dict.fromkeys(p.path for p in verified.permissions if p.action in ("read", "playback")))
+    publishes = tuple(dict.fromkeys(p.path for p in verified.permissions if p.action == "publish"))
+    return verified.jti, Revocation(expires_at=verified.expires_at, paths=reads, publish_paths=publishes)
+
+
+class Revocations:
+    """An in-memory mirror of the revoked-jti bucket, kept current by a KV watch.
+
+    ``on_revoked(jti, revision, revocation)`` is called for every revocation that may still
+    have live sessions to end: each one put after the mirror synced, and, at start-up, each
+    one no instance has claimed yet (put while no auth instance ran). Kick claims (keys under
+    ``kick.``) share the bucket and are not revoked jtis.
+    """
+
+    def __init__(self, kv: KeyValue, on_revoked: OnRevoked) -> None:
+        self.kv = kv
+        self.on_revoked = on_revoked
+        self.revoked: dict[str, float] = {}  # jti -> when its token expires anyway
+        self.synced = asyncio.Event()
+
+    def is_revoked(self, jti: str) -> bool:
+        """The hook's check: answered from memory, so cheap and synchronous."""
+        return jti in self.revoked
+
+    __contains__ = is_revoked
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget revocations of tokens that have expired by now (the bucket's entries age out
+        without telling watchers, so the mirror must forget on its own); returns how many."""
+        now = time.time() if now is None else now
+        expired = [jti for jti, expires_at in self.revoked.items() if expires_at < now]
+        for jti in expired:
+            del self.revoked[jti]
+        return len(expired)
+
+    async def follow(self) -> None:
+        """Mirror the bucket until cancelled; ``synced`` is set once it holds every entry that
+        was there at the start, so the hook never answers before it knows every revocation."""
+        loading: dict[str, tuple[int, Revocation | None]] = {}
+        claims: set[str] = set()
+        async for entry in watch_all(self.kv):
+            if entry is None:
+                self._synced(loading, claims)
+            else:
+                self._apply(entry, loading, claims)
+
+    def _apply(self, entry: KeyValue.Entry, loading: dict[str, tuple[int, Revocation | None]],
+               claims: set[str]) -> None:
+        if entry.key.startswith(CLAIM_PREFIX):
+            if not self.synced.is_set():
+                claims.add(entry.key)
+        elif entry.operation in (KV_DEL, KV_PURGE):
+            self.revoked.pop(entry.key, None)
+            loading.pop(entry.key, None)
+        else:
+            record = (entry.revision or 0, decode_revocation(entry.value))
+            self.revoked[entry.key] = record[1].expires_at if record[1] else time.time() + REVOKED_TTL_S
+            if self.synced.is_set():
+                self._submit(entry.key, *record)
+            else:
+                loading[entry.key] = record
+
+    def _synced(self, loading: dict[str, tuple[int, Revocation | None]], claims: set[str]) -> None:
+        """The initial values are in: hand over those nobody claimed, then follow live."""
+        for jti, (revision, revocation) in loading.items():
+            if claim_key(jti, revision) not in claims:
+                self._submit(jti, revision, revocation)
+        loading.clear()
+        claims.clear()
+        self.synced.set()
+
+    def _submit(self, jti: str, revision: int, revocation: Revocation | None) -> None:
+        if revocation is None:
+            log.warning("revoked token %s has no readable revocation record; its live sessions are not ended", jti)
+        else:
+            self.on_revoked(jti, revision, revocation)
