@@ -62,7 +62,7 @@ class CaptureService:
         try:
             await producer.start()
         except (StreamClosed, IllegalTransition) as exc:
-            frames.close()
+            await frames.close()
             return Rejected(code="conflict", message=str(exc))
         self.producers[stream_id] = self.runtime.spawn(self._produce(producer, frames), f"produce-{stream_id}")
         record = await self.store.get(stream_id)

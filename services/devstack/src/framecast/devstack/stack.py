@@ -30,7 +30,7 @@ from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
 from framecast.proto.store import StateStore
-from framecast.runtime.procs import die_with_parent
+from framecast.runtime.procs import die_with_parent, stop_process
 from framecast.runtime.settings import parse_address
 from framecast.runtime.stream_commands import EventPrinter
 
@@ -68,7 +68,7 @@ class Child:
         self.log_file = self.log_path.open("w")
         self.process = await asyncio.create_subprocess_exec(
             *self.args, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file,
-            preexec_fn=die_with_parent, start_new_session=True,
+            preexec_fn=die_with_parent(), start_new_session=True,
         )
 
     def tail(self, lines: int = 8) -> str:
@@ -77,14 +77,8 @@ class Child:
         return ""
 
     async def stop(self, grace: float = 10.0) -> None:
-        process = self.process
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), grace)
-            except TimeoutError:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
+        if self.process is not None:
+            await stop_process(self.process, term_grace_s=grace)
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None
