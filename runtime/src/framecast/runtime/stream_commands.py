@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.errors import BusError
+from framecast.proto.errors import FramecastError
 from framecast.proto.messages import (
     STREAM_ID_PATTERN,
     Accepted,
@@ -26,7 +26,8 @@ from framecast.proto.messages import (
 from framecast.proto.states import TERMINAL, StreamState
 from framecast.proto.store import StateStore
 
-from .settings import CommonSettings, SettingsError, load
+from .lifecycle import report
+from .settings import CommonSettings, load
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -99,11 +100,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _run_async(coro: object) -> int:
+    """Run one command; a FramecastError is one line and its exit code (2: a bad setting)."""
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (BusError, SettingsError) as exc:
-        print(f"framecast: {exc}", file=sys.stderr)
-        return 1
+    except FramecastError as exc:
+        return report("", exc)
 
 
 async def _connect() -> Bus:

@@ -8,10 +8,10 @@ import os
 import sys
 
 from framecast.proto.bus import Bus
-from framecast.proto.errors import BusError
+from framecast.proto.errors import FramecastError
 from framecast.proto.messages import DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
-from framecast.runtime.lifecycle import run, settings_help
-from framecast.runtime.settings import CommonSettings, SettingsError, load
+from framecast.runtime.lifecycle import report, run, settings_help
+from framecast.runtime.settings import CommonSettings, load
 from framecast.runtime.stream_commands import parse_size
 
 from .producer import Producer, StreamClosed
@@ -58,7 +58,9 @@ def _produce(args: argparse.Namespace) -> int:
         width, height = args.size
         fmt = VideoFormat(width=width, height=height, fps=args.fps, pix_fmt=args.pix_fmt)
         return asyncio.run(_produce_async(args, settings.nats_url, fmt))
-    except (SettingsError, BusError, SourceError, FrameFormatError, StreamClosed) as exc:
+    except FramecastError as exc:
+        return report("capture", exc)
+    except (FrameFormatError, StreamClosed) as exc:
         print(f"framecast capture: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

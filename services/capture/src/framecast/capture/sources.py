@@ -17,6 +17,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from framecast.proto.errors import FramecastError
 from framecast.proto.messages import AnySource, DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
 from framecast.proto.pattern import TestPattern
 from framecast.runtime.ffmpeg import find_ffmpeg, scrub
@@ -31,7 +32,7 @@ STOP_GRACE_S = 2.0
 """After SIGTERM, how long a decoding FFmpeg gets before SIGKILL."""
 
 
-class SourceError(Exception):
+class SourceError(FramecastError):
     """A source that cannot deliver frames (bad input, missing file, short frame)."""
 
 

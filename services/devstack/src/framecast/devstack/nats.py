@@ -13,13 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from framecast.proto.errors import FramecastError
 from framecast.runtime.procs import die_with_parent, stop_process
 
 _LISTENING = re.compile(rb"Listening for client connections on ([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 _READY = b"Server is ready"
 
 
-class NatsServerError(Exception):
+class NatsServerError(FramecastError):
     pass
 
 

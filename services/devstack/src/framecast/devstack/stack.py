@@ -27,7 +27,7 @@ import httpx
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.errors import BusError
+from framecast.proto.errors import FramecastError
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
 from framecast.proto.store import StateStore
 from framecast.runtime.procs import die_with_parent, stop_process
@@ -35,7 +35,7 @@ from framecast.runtime.settings import parse_address
 from framecast.runtime.stream_commands import EventPrinter
 
 from . import mediamtx
-from .nats import NatsServer, NatsServerError
+from .nats import NatsServer
 
 READY_TIMEOUT_S = 30.0
 
@@ -242,7 +242,7 @@ async def up(stream_id: str = "cam1") -> int:
         follow.cancel()
         watch.cancel()
         return 0 if stop.is_set() else 1
-    except (NatsServerError, BusError) as exc:
+    except FramecastError as exc:
         stack.say(f"framecast up: {exc}")
         return 1
     finally:
