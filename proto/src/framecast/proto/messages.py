@@ -158,6 +158,12 @@ class StreamRecord(Message, kw_only=True, tag="framecast.stream.state.v1"):
     encoder_id: str = ""
     encoder_kind: str = ""
     metadata: Metadata = {}
+    cause: str = ""
+    """While a failure is retried: that failure alone, without the retry wording of ``reason``."""
+    attempt: int = 0
+    """Which run of the stream's FFmpeg this is about (1: the first); 0 when none is."""
+    retry_in_s: float | None = None
+    """Seconds until the next retry (0.0: at once); None when nothing is being retried."""
 
 
 class StreamTransition(Message, kw_only=True, tag="framecast.stream.transition.v1"):
@@ -173,6 +179,12 @@ class StreamTransition(Message, kw_only=True, tag="framecast.stream.transition.v
     encoder_id: str = ""
     encoder_kind: str = ""
     metadata: Metadata = {}
+    cause: str = ""
+    """While a failure is retried: that failure alone, without the retry wording of ``reason``."""
+    attempt: int = 0
+    """Which run of the stream's FFmpeg this is about (1: the first); 0 when none is."""
+    retry_in_s: float | None = None
+    """Seconds until the next retry (0.0: at once); None when nothing is being retried."""
 
 
 class Accepted(Message, kw_only=True, tag="framecast.reply.accepted.v1"):

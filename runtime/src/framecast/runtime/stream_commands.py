@@ -19,6 +19,8 @@ from framecast.proto.messages import (
     FileSource,
     StartStream,
     StopStream,
+    StreamRecord,
+    StreamTransition,
     TestPatternSource,
     UrlSource,
     VideoFormat,
@@ -46,22 +48,20 @@ def _stream_id(text: str) -> str:
     return text
 
 
-#: What a retry adds to a failure's reason; without it, retries of one failure read the same.
-_RETRY_WORDS = re.compile(r"^restarting FFmpeg: | \((retrying in [\d.]+ s|retrying now)\)$")
-
-
 class EventPrinter:
     """Prints lifecycle events a line each, and a failure that is being retried once, not at
     every retry (an encoder waiting for MediaMTX retries every few seconds for as long as it
-    takes). ``out`` receives each line."""
+    takes): a retry carries the failure alone in ``cause``. ``out`` receives each line."""
 
     def __init__(self, out: Callable[[str], None] = print, *, indent: str = "") -> None:
         self._out = out
         self._indent = indent
-        self._printed: dict[str, str] = {}  # stream -> the failure last printed, retry words removed
+        self._printed: dict[str, str] = {}  # stream -> the failure last printed
 
-    def __call__(self, stream_id: str, state: str, reason: str, at: float) -> None:
-        failure = _RETRY_WORDS.sub("", reason)
+    def __call__(self, event: StreamTransition | StreamRecord) -> None:
+        stream_id, state, reason = event.stream_id, event.state, event.reason
+        at = event.at if isinstance(event, StreamTransition) else event.updated_at
+        failure = event.cause or reason
         retrying = state in (StreamState.STARTING, StreamState.STALLED)
         if retrying and failure and self._printed.get(stream_id) == failure:
             return
@@ -139,7 +139,7 @@ async def _start(args: argparse.Namespace) -> int:
         events = store.history(args.stream_id, after=await _last_seq(bus))
         reply = await bus.request(subjects.STREAM_START, request, Accepted, service="capture", timeout=10)
         printer = EventPrinter(_print)
-        printer(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
+        printer(reply.stream)
         if args.no_wait:
             return 0
         return await _wait_for(args.stream_id, events, {StreamState.PUBLISHING, StreamState.LIVE},
@@ -164,7 +164,7 @@ async def _wait_for(  # type: ignore[no-untyped-def]
             if event.state is StreamState.REQUESTED:
                 continue
             last = event
-            printer(event.stream_id, event.state, event.reason, event.at)
+            printer(event)
             if event.state in goal:
                 return 0
             if event.state in TERMINAL:
@@ -190,7 +190,7 @@ async def _stop(args: argparse.Namespace) -> int:
             subjects.STREAM_STOP, StopStream(stream_id=args.stream_id), Accepted, service="capture", timeout=10
         )
         printer = EventPrinter(_print)
-        printer(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
+        printer(reply.stream)
         if args.no_wait or reply.stream.state in TERMINAL:
             return 0
         return await _wait_for(args.stream_id, events, {StreamState.STOPPED}, args.timeout, printer)
@@ -218,7 +218,7 @@ async def _watch(args: argparse.Namespace) -> int:
         store = await StateStore.open(bus, "framecast-cli")
         printer = EventPrinter(_print)
         async for _, event in store.history(args.stream_id):
-            printer(event.stream_id, event.state, event.reason, event.at)
+            printer(event)
         return 0
     finally:
         await bus.close()

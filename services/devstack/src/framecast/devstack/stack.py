@@ -195,7 +195,7 @@ class DevStack:
         store = await StateStore.open(bus, "framecast-up")
         printer = EventPrinter(self.say, indent="  ")
         async for _, event in store.history(after=after):
-            printer(event.stream_id, event.state, event.reason, event.at)
+            printer(event)
 
     async def watch_children(self) -> None:
         while True:
