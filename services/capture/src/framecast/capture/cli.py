@@ -16,7 +16,8 @@ from framecast.runtime.stream_commands import parse_size
 
 from .producer import Producer, StreamClosed
 from .ring import FrameFormatError
-from .service import CaptureSettings, lifespan
+from .service import lifespan
+from .settings import CaptureSettings
 from .sources import PipeFrames, SourceError, open_source, run_source
 
 
