@@ -12,9 +12,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from .ids import STREAM_ID_PATTERN as STREAM_ID_PATTERN  # the rule lives in ids.py
 from .states import StreamState
-
-STREAM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 StreamId = Annotated[
     str,
@@ -91,6 +90,30 @@ class SdkSource(Source, kw_only=True, tag="sdk"):
 
 
 AnySource = TestPatternSource | FileSource | UrlSource | DeviceSource | SdkSource
+
+#: The sources a person names on a command line, and what each one's input is ("": none).
+SOURCE_INPUTS: dict[str, str] = {
+    "testpattern": "",
+    "file": "path",
+    "url": "camera URL",
+    "device": "e.g. /dev/video0",
+}
+
+
+def source_for(kind: str, input: str | None = None, *, loop: bool = True) -> AnySource:
+    """The source description for a command line's ``kind`` and ``input`` (see SOURCE_INPUTS)."""
+    if SOURCE_INPUTS.get(kind) and not input:
+        raise ValueError(f"a {kind} source needs an input ({SOURCE_INPUTS[kind]})")
+    match kind:
+        case "testpattern":
+            return TestPatternSource()
+        case "file":
+            return FileSource(path=input or "", loop=loop)
+        case "url":
+            return UrlSource(url=input or "")
+        case "device":
+            return DeviceSource(device=input or "")
+    raise ValueError(f"unknown source {kind!r}: use one of {', '.join(SOURCE_INPUTS)}")
 
 
 # ----- how frames travel from capture to encoder ------------------------------------------

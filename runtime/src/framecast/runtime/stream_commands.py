@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -12,18 +11,16 @@ from collections.abc import Callable
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import FramecastError
+from framecast.proto.ids import InvalidStreamId, check_stream_id
 from framecast.proto.messages import (
-    STREAM_ID_PATTERN,
+    SOURCE_INPUTS,
     Accepted,
-    DeviceSource,
-    FileSource,
     StartStream,
     StopStream,
     StreamRecord,
     StreamTransition,
-    TestPatternSource,
-    UrlSource,
     VideoFormat,
+    source_for,
 )
 from framecast.proto.states import TERMINAL, StreamState
 from framecast.proto.store import StateStore
@@ -41,11 +38,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _stream_id(text: str) -> str:
-    if not re.fullmatch(STREAM_ID_PATTERN, text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a stream id: use 1 to 64 letters, digits, '_' or '-'")
-    return text
+def stream_id_arg(text: str) -> str:
+    """A stream id as an argparse type."""
+    try:
+        return check_stream_id(text)
+    except InvalidStreamId as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class EventPrinter:
@@ -75,8 +73,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     sub = stream.add_subparsers(dest="stream_command", required=True, metavar="COMMAND")
 
     start = sub.add_parser("start", help="start a stream from a capture source")
-    start.add_argument("stream_id", type=_stream_id)
-    start.add_argument("--source", choices=["testpattern", "file", "url", "device"], default="testpattern")
+    start.add_argument("stream_id", type=stream_id_arg)
+    start.add_argument("--source", choices=list(SOURCE_INPUTS), default="testpattern")
     start.add_argument("--input", help="file path, camera URL or device path for those sources")
     start.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
     start.add_argument("--fps", type=int, default=30)
@@ -86,7 +84,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     start.set_defaults(run=lambda a: _run_async(_start(a)))
 
     stop = sub.add_parser("stop", help="stop a stream")
-    stop.add_argument("stream_id", type=_stream_id)
+    stop.add_argument("stream_id", type=stream_id_arg)
     stop.add_argument("--no-wait", action="store_true", help="return once the request is accepted")
     stop.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for stopped")
     stop.set_defaults(run=lambda a: _run_async(_stop(a)))
@@ -120,12 +118,7 @@ async def _start(args: argparse.Namespace) -> int:
     if args.source != "testpattern" and not args.input:
         print(f"framecast: --source {args.source} needs --input", file=sys.stderr)
         return 2
-    source = {
-        "testpattern": lambda: TestPatternSource(),
-        "file": lambda: FileSource(path=args.input),
-        "url": lambda: UrlSource(url=args.input),
-        "device": lambda: DeviceSource(device=args.input),
-    }[args.source]()
+    source = source_for(args.source, args.input)
     width, height = args.size
     request = StartStream(
         stream_id=args.stream_id,
