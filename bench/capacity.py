@@ -44,8 +44,8 @@ START_TIMEOUT_S = 60.0
 
 
 async def measure(n: int, window_s: float, warmup_s: float, nats_url: str, nats_pid: int | None) -> dict[str, Any]:
-    from framecast.encoder.service import EncoderSettings
     from framecast.encoder.service import lifespan as encoder_lifespan
+    from framecast.encoder.settings import EncoderSettings
     from framecast.proto import subjects
     from framecast.proto.bus import Bus
     from framecast.proto.messages import StreamStats

@@ -40,10 +40,10 @@ async def measure(nats_url: str, width: int, height: int, forwarded: bool, gop: 
                   window_s: float) -> dict[str, Any]:
     from framecast.auth import AuthSettings
     from framecast.auth import lifespan as auth_lifespan
-    from framecast.capture.service import CaptureSettings
     from framecast.capture.service import lifespan as capture_lifespan
-    from framecast.encoder.service import EncoderSettings
+    from framecast.capture.settings import CaptureSettings
     from framecast.encoder.service import lifespan as encoder_lifespan
+    from framecast.encoder.settings import EncoderSettings
     from framecast.gateway.service import lifespan as gateway_lifespan
     from framecast.gateway.settings import GatewaySettings
     from framecast.proto import subjects

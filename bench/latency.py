@@ -78,8 +78,8 @@ class _Count(logging.Handler):
 
 async def measure(width: int, height: int, fps: int, frames: int, warmup_s: float, nats_url: str) -> dict[str, Any]:
     import framecast.capture
-    from framecast.encoder.service import EncoderSettings
     from framecast.encoder.service import lifespan as encoder_lifespan
+    from framecast.encoder.settings import EncoderSettings
     from framecast.proto.pattern import TestPattern, read_stamp
     from tests.support.rtsp import RtspReceiver
     from tests.support.services import running

@@ -86,7 +86,7 @@ class CpuMeter:
 def spawn(command: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
     """Start a child that dies with us (own session, parent-death SIGKILL) and remember it."""
     proc = subprocess.Popen(  # our own commands
-        list(command), preexec_fn=die_with_parent, start_new_session=True, **kwargs  # type: ignore[call-overload]
+        list(command), preexec_fn=die_with_parent(), start_new_session=True, **kwargs  # type: ignore[call-overload]
     )
     _children.add(proc)
     return proc

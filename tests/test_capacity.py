@@ -10,8 +10,8 @@ import asyncio
 
 import framecast.capture
 from framecast.devstack.nats import NatsServer
-from framecast.encoder.service import EncoderSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.encoder.settings import EncoderSettings
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import EncoderHeartbeat

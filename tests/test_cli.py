@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 
-from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
+from framecast.capture.settings import CaptureSettings
 from framecast.devstack.nats import NatsServer
-from framecast.encoder.service import EncoderSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.encoder.settings import EncoderSettings
 from framecast.proto.bus import Bus
 from framecast.proto.pattern import TestPattern
 from framecast.proto.states import StreamState

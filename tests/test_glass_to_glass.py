@@ -27,11 +27,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 
 from framecast.auth import AuthSettings
 from framecast.auth import lifespan as auth_lifespan
-from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
+from framecast.capture.settings import CaptureSettings
 from framecast.devstack.nats import NatsServer
-from framecast.encoder.service import EncoderSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.encoder.settings import EncoderSettings
 from framecast.gateway.service import lifespan as gateway_lifespan
 from framecast.gateway.settings import GatewaySettings
 from framecast.proto import subjects

@@ -15,11 +15,11 @@ import imageio_ffmpeg
 
 from framecast.auth import AuthSettings
 from framecast.auth import lifespan as auth_lifespan
-from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
+from framecast.capture.settings import CaptureSettings
 from framecast.devstack.nats import NatsServer
-from framecast.encoder.service import EncoderSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.encoder.settings import EncoderSettings
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, TokenIssued, TokenRequest, VideoFormat

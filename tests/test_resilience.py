@@ -13,8 +13,8 @@ from pathlib import Path
 
 import framecast.capture
 from framecast.devstack.nats import NatsServer
-from framecast.encoder.service import EncoderSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.encoder.settings import EncoderSettings
 from framecast.proto.bus import Bus
 from framecast.proto.pattern import TestPattern
 from framecast.proto.states import StreamState

@@ -10,11 +10,11 @@ import pytest
 
 import framecast.capture
 from framecast.capture import FrameFormatError, FrameTooLargeError, StreamClosed
-from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
+from framecast.capture.settings import CaptureSettings
 from framecast.devstack.nats import NatsServer
-from framecast.encoder.service import EncoderSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.encoder.settings import EncoderSettings
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StopStream

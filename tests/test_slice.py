@@ -12,10 +12,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from framecast.auth import AuthSettings
 from framecast.auth import lifespan as auth_lifespan
-from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
-from framecast.encoder.service import EncoderSettings
+from framecast.capture.settings import CaptureSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.encoder.settings import EncoderSettings
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StartStream, StopStream, TestPatternSource, VideoFormat

@@ -9,8 +9,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import framecast.capture
 from framecast.devstack.nats import NatsServer
-from framecast.encoder.service import EncoderSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.encoder.settings import EncoderSettings
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import StreamStats

@@ -1,9 +1,23 @@
-"""Typed errors of the bus, carrying what a caller needs to act (subject, code, timeout)."""
+"""The root of framecast's errors, and the typed errors of the bus (subject, code, timeout).
+
+Every error framecast raises on purpose derives from :class:`FramecastError`: its message is
+written for an operator, so a service's ``run`` prints it as one line and exits with
+``exit_code``, without a traceback.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
 
-class BusError(Exception):
+
+class FramecastError(Exception):
+    """Base of every error framecast raises on purpose; ``str(error)`` is for an operator."""
+
+    exit_code: ClassVar[int] = 1
+    """The exit status of a process this error stops (2: a bad setting or argument)."""
+
+
+class BusError(FramecastError):
     """Base of every error raised by the framecast bus."""
 
 

@@ -12,9 +12,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from .ids import STREAM_ID_PATTERN as STREAM_ID_PATTERN  # the rule lives in ids.py
 from .states import StreamState
-
-STREAM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 StreamId = Annotated[
     str,
@@ -92,6 +91,30 @@ class SdkSource(Source, kw_only=True, tag="sdk"):
 
 AnySource = TestPatternSource | FileSource | UrlSource | DeviceSource | SdkSource
 
+#: The sources a person names on a command line, and what each one's input is ("": none).
+SOURCE_INPUTS: dict[str, str] = {
+    "testpattern": "",
+    "file": "path",
+    "url": "camera URL",
+    "device": "e.g. /dev/video0",
+}
+
+
+def source_for(kind: str, input: str | None = None, *, loop: bool = True) -> AnySource:
+    """The source description for a command line's ``kind`` and ``input`` (see SOURCE_INPUTS)."""
+    if SOURCE_INPUTS.get(kind) and not input:
+        raise ValueError(f"a {kind} source needs an input ({SOURCE_INPUTS[kind]})")
+    match kind:
+        case "testpattern":
+            return TestPatternSource()
+        case "file":
+            return FileSource(path=input or "", loop=loop)
+        case "url":
+            return UrlSource(url=input or "")
+        case "device":
+            return DeviceSource(device=input or "")
+    raise ValueError(f"unknown source {kind!r}: use one of {', '.join(SOURCE_INPUTS)}")
+
 
 # ----- how frames travel from capture to encoder ------------------------------------------
 
@@ -158,6 +181,12 @@ class StreamRecord(Message, kw_only=True, tag="framecast.stream.state.v1"):
     encoder_id: str = ""
     encoder_kind: str = ""
     metadata: Metadata = {}
+    cause: str = ""
+    """While a failure is retried: that failure alone, without the retry wording of ``reason``."""
+    attempt: int = 0
+    """Which run of the stream's FFmpeg this is about (1: the first); 0 when none is."""
+    retry_in_s: float | None = None
+    """Seconds until the next retry (0.0: at once); None when nothing is being retried."""
 
 
 class StreamTransition(Message, kw_only=True, tag="framecast.stream.transition.v1"):
@@ -173,6 +202,12 @@ class StreamTransition(Message, kw_only=True, tag="framecast.stream.transition.v
     encoder_id: str = ""
     encoder_kind: str = ""
     metadata: Metadata = {}
+    cause: str = ""
+    """While a failure is retried: that failure alone, without the retry wording of ``reason``."""
+    attempt: int = 0
+    """Which run of the stream's FFmpeg this is about (1: the first); 0 when none is."""
+    retry_in_s: float | None = None
+    """Seconds until the next retry (0.0: at once); None when nothing is being retried."""
 
 
 class Accepted(Message, kw_only=True, tag="framecast.reply.accepted.v1"):

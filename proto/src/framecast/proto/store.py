@@ -91,6 +91,9 @@ class StateStore:
         *,
         reason: str = "",
         only_from: frozenset[StreamState] | None = None,
+        cause: str = "",
+        attempt: int = 0,
+        retry_in_s: float | None = None,
         **fields: Any,
     ) -> StreamRecord:
         """Move ``stream_id`` to ``state`` and record the move.
@@ -98,7 +101,10 @@ class StateStore:
         ``fields`` update other record fields (source, format, encoder_id, ...). ``only_from``
         narrows the moves this caller accepts (e.g. only an active stream may stall); an
         ``IllegalTransition`` is raised for a move the state machine or the caller refuses.
+        ``cause``, ``attempt`` and ``retry_in_s`` describe a retry; every move sets them (a
+        move that is no retry clears them).
         """
+        fields.update(cause=cause, attempt=attempt, retry_in_s=retry_in_s)
         while True:
             current, revision = await self._get(stream_id)
             previous = current.state if current else None
@@ -136,6 +142,9 @@ class StateStore:
                     encoder_id=record.encoder_id,
                     encoder_kind=record.encoder_kind,
                     metadata=record.metadata,
+                    cause=cause,
+                    attempt=attempt,
+                    retry_in_s=retry_in_s,
                 ),
             )
             log.info(

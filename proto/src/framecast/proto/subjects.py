@@ -1,7 +1,7 @@
 """Every NATS subject framecast uses, in one place, so no other module spells one out.
 
 Per-stream subjects put the stream id in one token; stream ids are restricted (see
-``messages.STREAM_ID_PATTERN``) so that an id is always a single valid subject token, a valid
+``ids.STREAM_ID_PATTERN``) so that an id is always a single valid subject token, a valid
 JetStream KV key and a valid MediaMTX path.
 """
 

@@ -13,6 +13,8 @@ import os
 import re
 import shutil
 
+from framecast.proto.errors import FramecastError
+
 FFMPEG_ENV = "FRAMECAST_FFMPEG"
 
 _REDACTED = "***"
@@ -39,7 +41,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 _LOG_PREFIX = re.compile(r"^(?:\[[^\]]*@ 0x[0-9a-f]+\]\s*)+")
 
 
-class FFmpegNotFound(Exception):
+class FFmpegNotFound(FramecastError):
     """No usable FFmpeg binary: ``tried`` names what was looked for and where."""
 
     def __init__(self, tried: str) -> None:

@@ -3,6 +3,10 @@
 A service is a lifespan (an async context manager) that connects, starts its children and
 yields while it serves; leaving it drains NATS and stops the children. The first SIGINT or
 SIGTERM leaves the lifespan gracefully, a second one forces the process out.
+
+A :class:`~framecast.proto.errors.FramecastError` that stops a service - a bad setting, no
+FFmpeg, NATS out of reach - ends the process with one line on standard error,
+``framecast <service>: <message>``, and its ``exit_code``: 2 for a bad setting, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from framecast.proto.errors import BusError
+from framecast.proto.errors import FramecastError
 
 from . import logs
 from .settings import CommonSettings, SettingsError, env_name, load, parse_address
@@ -43,6 +47,8 @@ class Runtime(Generic[S]):
         self.stopping = asyncio.Event()
         self.ready = False
         self.exit_code = 0
+        self.error: FramecastError | None = None
+        """What stopped the service, when a FramecastError did; ``run`` prints it."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -57,9 +63,18 @@ class Runtime(Generic[S]):
         if task.cancelled() or self.stopping.is_set():
             return
         exc = task.exception()
-        if exc is not None:
+        if isinstance(exc, FramecastError):
+            self.fail(exc)
+        elif exc is not None:
             log.error("%s failed: %s", task.get_name(), exc, exc_info=exc)
             self.request_stop(exit_code=1)
+
+    def fail(self, error: FramecastError) -> None:
+        """Stop the service because of ``error`` (the first one recorded wins)."""
+        if self.error is None:
+            self.error = error
+            log.debug("%s stopping: %s", self.service, error)
+        self.request_stop(exit_code=error.exit_code)
 
     def request_stop(self, exit_code: int = 0) -> None:
         self.exit_code = self.exit_code or exit_code
@@ -98,8 +113,17 @@ async def _health_server(runtime: Runtime[Any], address: str) -> asyncio.Server:
         finally:
             writer.close()
 
-    host, port = parse_address(address)
-    return await asyncio.start_server(answer, host, port)
+    variable = env_name("health_addr")
+    try:
+        host, port = parse_address(address)
+    except ValueError:
+        raise SettingsError(variable, f"{address!r} is not valid: expected host:port, e.g. 127.0.0.1:8081") from None
+    try:
+        return await asyncio.start_server(answer, host, port)
+    except OSError as exc:
+        raise FramecastError(
+            f"cannot listen on {address}: {exc.strerror or exc}; stop what uses it or set {variable}"
+        ) from None
 
 
 async def serve(runtime: Runtime[S], lifespan: Lifespan[S], *, handle_signals: bool = True) -> int:
@@ -122,21 +146,18 @@ async def serve(runtime: Runtime[S], lifespan: Lifespan[S], *, handle_signals: b
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
             installed.append(sig)
-    health = (
-        await _health_server(runtime, runtime.settings.health_addr)
-        if runtime.settings.health_addr
-        else None
-    )
+    health: asyncio.Server | None = None
     try:
+        if runtime.settings.health_addr:
+            health = await _health_server(runtime, runtime.settings.health_addr)
         async with lifespan(runtime):
             runtime.ready = True
             log.info("%s ready", runtime.service, extra={"instance": runtime.instance})
             await runtime.stopping.wait()
             runtime.ready = False
             log.info("%s stopping", runtime.service)
-    except BusError as exc:
-        log.error("%s", exc)
-        runtime.exit_code = 1
+    except FramecastError as exc:
+        runtime.fail(exc)
     finally:
         await runtime.cancel_children()
         if health is not None:
@@ -147,20 +168,32 @@ async def serve(runtime: Runtime[S], lifespan: Lifespan[S], *, handle_signals: b
     return runtime.exit_code
 
 
+def report(command: str, error: FramecastError) -> int:
+    """Print ``error`` as one line, ``framecast <command>: <message>``; its exit code."""
+    print(f"framecast {command}: {error}" if command else f"framecast: {error}", file=sys.stderr)
+    return error.exit_code
+
+
 def run(service: str, settings_type: type[S], lifespan: Lifespan[S]) -> int:
-    """The ``main`` of a service process: settings, logging, telemetry, then ``serve``."""
+    """The ``main`` of a service process: settings, logging, telemetry, then ``serve``.
+
+    A FramecastError that stops the service becomes one line on standard error and its exit
+    code (2 for a bad setting, 1 otherwise), never a traceback.
+    """
     try:
         settings = load(settings_type)
     except SettingsError as exc:
-        print(f"framecast {service}: {exc}", file=sys.stderr)
-        return 2
+        return report(service, exc)
     runtime = Runtime(service, settings)
     logs.configure(service, runtime.instance, settings.log_level, settings.log_format)
     telemetry = Telemetry(service, runtime.instance, console=settings.otel_console).install()
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(serve(runtime, lifespan))
+            code = asyncio.run(serve(runtime, lifespan))
+            return report(service, runtime.error) if runtime.error is not None else code
         return 130
+    except FramecastError as exc:
+        return report(service, exc)
     finally:
         telemetry.shutdown()
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
+from framecast.proto.errors import FramecastError
+
 PREFIX = "FRAMECAST_"
 _SECRET = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
 
@@ -33,8 +35,10 @@ LogFormat = Literal["auto", "json", "text"]
 S = TypeVar("S", bound=msgspec.Struct)
 
 
-class SettingsError(Exception):
+class SettingsError(FramecastError):
     """One environment variable holds a value the service cannot use."""
+
+    exit_code = 2
 
     def __init__(self, variable: str, problem: str) -> None:
         self.variable = variable

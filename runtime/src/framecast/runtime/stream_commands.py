@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import time
 from collections.abc import Callable
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.errors import BusError
+from framecast.proto.errors import FramecastError
+from framecast.proto.ids import InvalidStreamId, check_stream_id
 from framecast.proto.messages import (
-    STREAM_ID_PATTERN,
+    SOURCE_INPUTS,
     Accepted,
-    DeviceSource,
-    FileSource,
     StartStream,
     StopStream,
-    TestPatternSource,
-    UrlSource,
+    StreamRecord,
+    StreamTransition,
     VideoFormat,
+    source_for,
 )
 from framecast.proto.states import TERMINAL, StreamState
 from framecast.proto.store import StateStore
 
-from .settings import CommonSettings, SettingsError, load
+from .lifecycle import report
+from .settings import CommonSettings, load
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -38,29 +38,28 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _stream_id(text: str) -> str:
-    if not re.fullmatch(STREAM_ID_PATTERN, text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a stream id: use 1 to 64 letters, digits, '_' or '-'")
-    return text
-
-
-#: What a retry adds to a failure's reason; without it, retries of one failure read the same.
-_RETRY_WORDS = re.compile(r"^restarting FFmpeg: | \((retrying in [\d.]+ s|retrying now)\)$")
+def stream_id_arg(text: str) -> str:
+    """A stream id as an argparse type."""
+    try:
+        return check_stream_id(text)
+    except InvalidStreamId as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class EventPrinter:
     """Prints lifecycle events a line each, and a failure that is being retried once, not at
     every retry (an encoder waiting for MediaMTX retries every few seconds for as long as it
-    takes). ``out`` receives each line."""
+    takes): a retry carries the failure alone in ``cause``. ``out`` receives each line."""
 
     def __init__(self, out: Callable[[str], None] = print, *, indent: str = "") -> None:
         self._out = out
         self._indent = indent
-        self._printed: dict[str, str] = {}  # stream -> the failure last printed, retry words removed
+        self._printed: dict[str, str] = {}  # stream -> the failure last printed
 
-    def __call__(self, stream_id: str, state: str, reason: str, at: float) -> None:
-        failure = _RETRY_WORDS.sub("", reason)
+    def __call__(self, event: StreamTransition | StreamRecord) -> None:
+        stream_id, state, reason = event.stream_id, event.state, event.reason
+        at = event.at if isinstance(event, StreamTransition) else event.updated_at
+        failure = event.cause or reason
         retrying = state in (StreamState.STARTING, StreamState.STALLED)
         if retrying and failure and self._printed.get(stream_id) == failure:
             return
@@ -74,8 +73,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     sub = stream.add_subparsers(dest="stream_command", required=True, metavar="COMMAND")
 
     start = sub.add_parser("start", help="start a stream from a capture source")
-    start.add_argument("stream_id", type=_stream_id)
-    start.add_argument("--source", choices=["testpattern", "file", "url", "device"], default="testpattern")
+    start.add_argument("stream_id", type=stream_id_arg)
+    start.add_argument("--source", choices=list(SOURCE_INPUTS), default="testpattern")
     start.add_argument("--input", help="file path, camera URL or device path for those sources")
     start.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
     start.add_argument("--fps", type=int, default=30)
@@ -85,7 +84,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     start.set_defaults(run=lambda a: _run_async(_start(a)))
 
     stop = sub.add_parser("stop", help="stop a stream")
-    stop.add_argument("stream_id", type=_stream_id)
+    stop.add_argument("stream_id", type=stream_id_arg)
     stop.add_argument("--no-wait", action="store_true", help="return once the request is accepted")
     stop.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for stopped")
     stop.set_defaults(run=lambda a: _run_async(_stop(a)))
@@ -99,11 +98,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _run_async(coro: object) -> int:
+    """Run one command; a FramecastError is one line and its exit code (2: a bad setting)."""
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (BusError, SettingsError) as exc:
-        print(f"framecast: {exc}", file=sys.stderr)
-        return 1
+    except FramecastError as exc:
+        return report("", exc)
 
 
 async def _connect() -> Bus:
@@ -119,12 +118,7 @@ async def _start(args: argparse.Namespace) -> int:
     if args.source != "testpattern" and not args.input:
         print(f"framecast: --source {args.source} needs --input", file=sys.stderr)
         return 2
-    source = {
-        "testpattern": lambda: TestPatternSource(),
-        "file": lambda: FileSource(path=args.input),
-        "url": lambda: UrlSource(url=args.input),
-        "device": lambda: DeviceSource(device=args.input),
-    }[args.source]()
+    source = source_for(args.source, args.input)
     width, height = args.size
     request = StartStream(
         stream_id=args.stream_id,
@@ -138,7 +132,7 @@ async def _start(args: argparse.Namespace) -> int:
         events = store.history(args.stream_id, after=await _last_seq(bus))
         reply = await bus.request(subjects.STREAM_START, request, Accepted, service="capture", timeout=10)
         printer = EventPrinter(_print)
-        printer(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
+        printer(reply.stream)
         if args.no_wait:
             return 0
         return await _wait_for(args.stream_id, events, {StreamState.PUBLISHING, StreamState.LIVE},
@@ -163,7 +157,7 @@ async def _wait_for(  # type: ignore[no-untyped-def]
             if event.state is StreamState.REQUESTED:
                 continue
             last = event
-            printer(event.stream_id, event.state, event.reason, event.at)
+            printer(event)
             if event.state in goal:
                 return 0
             if event.state in TERMINAL:
@@ -189,7 +183,7 @@ async def _stop(args: argparse.Namespace) -> int:
             subjects.STREAM_STOP, StopStream(stream_id=args.stream_id), Accepted, service="capture", timeout=10
         )
         printer = EventPrinter(_print)
-        printer(args.stream_id, reply.stream.state, reply.stream.reason, reply.stream.updated_at)
+        printer(reply.stream)
         if args.no_wait or reply.stream.state in TERMINAL:
             return 0
         return await _wait_for(args.stream_id, events, {StreamState.STOPPED}, args.timeout, printer)
@@ -217,7 +211,7 @@ async def _watch(args: argparse.Namespace) -> int:
         store = await StateStore.open(bus, "framecast-cli")
         printer = EventPrinter(_print)
         async for _, event in store.history(args.stream_id):
-            printer(event.stream_id, event.state, event.reason, event.at)
+            printer(event)
         return 0
     finally:
         await bus.close()

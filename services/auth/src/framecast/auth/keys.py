@@ -52,6 +52,8 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from framecast.proto.errors import FramecastError
+
 logger = logging.getLogger(__name__)
 
 ALGORITHM = "ES256"
@@ -71,7 +73,7 @@ _INDEX = "index.json"
 _KID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-class KeyStoreError(Exception):
+class KeyStoreError(FramecastError):
     """The key directory cannot be read, written or trusted; ``path`` names the culprit."""
 
     def __init__(self, path: Path, detail: str) -> None:

@@ -8,15 +8,16 @@ import os
 import sys
 
 from framecast.proto.bus import Bus
-from framecast.proto.errors import BusError
-from framecast.proto.messages import DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
-from framecast.runtime.lifecycle import run, settings_help
-from framecast.runtime.settings import CommonSettings, SettingsError, load
-from framecast.runtime.stream_commands import parse_size
+from framecast.proto.errors import FramecastError
+from framecast.proto.messages import SOURCE_INPUTS, VideoFormat, source_for
+from framecast.runtime.lifecycle import report, run, settings_help
+from framecast.runtime.settings import CommonSettings, load
+from framecast.runtime.stream_commands import parse_size, stream_id_arg
 
 from .producer import Producer, StreamClosed
 from .ring import FrameFormatError
-from .service import CaptureSettings, lifespan
+from .service import lifespan
+from .settings import CaptureSettings
 from .sources import PipeFrames, SourceError, open_source, run_source
 
 
@@ -40,13 +41,13 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         ("device", "a V4L2 device"),
     ):
         p = sources.add_parser(name, help=helptext)
-        p.add_argument("--stream", required=True, help="stream id (the MediaMTX path)")
+        p.add_argument("--stream", required=True, type=stream_id_arg, help="stream id (the MediaMTX path)")
         p.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
         p.add_argument("--fps", type=int, default=30)
         p.add_argument("--pix-fmt", default="bgr24", choices=["bgr24", "rgb24", "gray", "yuv420p"])
         p.add_argument("--transport", default="shm", choices=["shm", "nats"])
-        if name in ("file", "url", "device"):
-            p.add_argument("input", help={"file": "path", "url": "camera URL", "device": "e.g. /dev/video0"}[name])
+        if SOURCE_INPUTS.get(name):
+            p.add_argument("input", help=SOURCE_INPUTS[name])
         if name == "file":
             p.add_argument("--once", action="store_true", help="play once instead of looping")
         p.set_defaults(run=lambda args: _produce(args))
@@ -58,7 +59,9 @@ def _produce(args: argparse.Namespace) -> int:
         width, height = args.size
         fmt = VideoFormat(width=width, height=height, fps=args.fps, pix_fmt=args.pix_fmt)
         return asyncio.run(_produce_async(args, settings.nats_url, fmt))
-    except (SettingsError, BusError, SourceError, FrameFormatError, StreamClosed) as exc:
+    except FramecastError as exc:
+        return report("capture", exc)
+    except (FrameFormatError, StreamClosed) as exc:
         print(f"framecast capture: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -66,13 +69,9 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 async def _produce_async(args: argparse.Namespace, nats_url: str, fmt: VideoFormat) -> int:
-    source = {
-        "stdin": lambda: None,
-        "testpattern": lambda: TestPatternSource(),
-        "file": lambda: FileSource(path=args.input, loop=not args.once),
-        "url": lambda: UrlSource(url=args.input),
-        "device": lambda: DeviceSource(device=args.input),
-    }[args.source]()
+    source = None if args.source == "stdin" else source_for(
+        args.source, getattr(args, "input", None), loop=not getattr(args, "once", False)
+    )
     frames = PipeFrames(sys.stdin.buffer, fmt, "stdin") if source is None else open_source(source, fmt)
     bus = await Bus.connect(nats_url, client_id=f"capture-{args.stream}-{os.getpid()}")
     producer = Producer(bus, args.stream, fmt, transport=args.transport, source=source)

@@ -22,18 +22,13 @@ from framecast.proto.messages import Accepted, Rejected, StartStream, StopStream
 from framecast.proto.states import ACTIVE, TERMINAL, IllegalTransition, StreamState
 from framecast.proto.store import StateStore
 from framecast.runtime.lifecycle import Runtime
-from framecast.runtime.settings import CommonSettings
 
 from .producer import Producer, StreamClosed
 from .ring import sweep_stale
+from .settings import CaptureSettings
 from .sources import SourceError, open_source, run_source
 
 log = logging.getLogger("framecast.capture")
-
-
-class CaptureSettings(CommonSettings, kw_only=True, frozen=True):
-    max_streams: int = 16
-    """Streams this instance produces at most; more are refused so another instance takes them."""
 
 
 class CaptureService:
@@ -62,7 +57,7 @@ class CaptureService:
         try:
             await producer.start()
         except (StreamClosed, IllegalTransition) as exc:
-            frames.close()
+            await frames.close()
             return Rejected(code="conflict", message=str(exc))
         self.producers[stream_id] = self.runtime.spawn(self._produce(producer, frames), f"produce-{stream_id}")
         record = await self.store.get(stream_id)
@@ -125,6 +120,7 @@ async def lifespan(runtime: Runtime[CaptureSettings]) -> AsyncIterator[CaptureSe
         await bus.subscribe(subjects.STREAM_START, StartStream, service.on_start, queue=subjects.CAPTURE_QUEUE)
         await bus.subscribe(subjects.STREAM_STOP, StopStream, service.on_stop, queue=subjects.CAPTURE_QUEUE)
         yield service
-        await runtime.cancel_children()
     finally:
+        # producers close their streams (and stop their sources) while the bus is still up
+        await runtime.cancel_children()
         await bus.close()

@@ -17,17 +17,22 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from framecast.proto.errors import FramecastError
 from framecast.proto.messages import AnySource, DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
 from framecast.proto.pattern import TestPattern
 from framecast.runtime.ffmpeg import find_ffmpeg, scrub
-from framecast.runtime.procs import die_with_parent
+from framecast.runtime.procs import die_with_parent, stop_process
 
 from .producer import Producer
 
 log = logging.getLogger("framecast.capture")
 
 
-class SourceError(Exception):
+STOP_GRACE_S = 2.0
+"""After SIGTERM, how long a decoding FFmpeg gets before SIGKILL."""
+
+
+class SourceError(FramecastError):
     """A source that cannot deliver frames (bad input, missing file, short frame)."""
 
 
@@ -35,7 +40,8 @@ class FrameSource(Protocol):
     def read_into(self, frame: np.ndarray) -> bool:
         """Fill ``frame`` with the next frame (blocking); False at the end of the source."""
 
-    def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the source (stop its FFmpeg); safe to call twice."""
 
 
 class TestPatternFrames:
@@ -51,7 +57,7 @@ class TestPatternFrames:
         np.copyto(frame, self._pattern.render(self._frame_no, ms))
         return True
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 
@@ -82,7 +88,7 @@ class PipeFrames:
         self._count += 1
         return True
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 
@@ -97,7 +103,7 @@ class FFmpegFrames(PipeFrames):
         ]
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            preexec_fn=die_with_parent, start_new_session=True,
+            preexec_fn=die_with_parent(), start_new_session=True,
         )
         assert self._process.stdout is not None
         super().__init__(self._process.stdout, fmt, what)
@@ -110,10 +116,8 @@ class FFmpegFrames(PipeFrames):
             raise SourceError(f"{self._what}: FFmpeg failed: {scrub(detail[-1]) if detail else 'no output'}")
         return more
 
-    def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-        self._process.wait()
+    async def close(self) -> None:
+        await stop_process(self._process, term_grace_s=STOP_GRACE_S)
 
 
 def open_source(source: AnySource, fmt: VideoFormat) -> FrameSource:
@@ -173,4 +177,4 @@ async def run_source(producer: Producer, frames: FrameSource, *, paced: bool = T
             if producer.transport_kind == "nats":
                 await producer.send(buffer, last_ns)
     finally:
-        frames.close()
+        await frames.close()

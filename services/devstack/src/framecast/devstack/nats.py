@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
-from framecast.runtime.procs import die_with_parent
+from framecast.proto.errors import FramecastError
+from framecast.runtime.procs import die_with_parent, stop_process
 
 _LISTENING = re.compile(rb"Listening for client connections on ([0-9.]+|\[[0-9a-f:]+\]):(\d+)")
 _READY = b"Server is ready"
 
 
-class NatsServerError(Exception):
+class NatsServerError(FramecastError):
     pass
 
 
@@ -61,7 +61,7 @@ class NatsServer:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent(),
             start_new_session=True,
         )
         try:
@@ -105,13 +105,8 @@ class NatsServer:
     async def stop(self, *, keep_store: bool = False) -> None:
         """Terminate (then kill) the server and delete its store. Safe to call twice."""
         process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 5)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        if process is not None:
+            await stop_process(process, term_grace_s=5.0)
         if self._log_task is not None:
             self._log_task.cancel()
             self._log_task = None

@@ -28,15 +28,15 @@ import httpx
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.errors import BusError
+from framecast.proto.errors import FramecastError
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
 from framecast.proto.store import StateStore
-from framecast.runtime.procs import die_with_parent
+from framecast.runtime.procs import die_with_parent, stop_process
 from framecast.runtime.settings import parse_address
 from framecast.runtime.stream_commands import EventPrinter
 
 from . import mediamtx
-from .nats import NatsServer, NatsServerError
+from .nats import NatsServer
 
 READY_TIMEOUT_S = 30.0
 
@@ -69,7 +69,7 @@ class Child:
         self.log_file = self.log_path.open("w")
         self.process = await asyncio.create_subprocess_exec(
             *self.args, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file,
-            preexec_fn=die_with_parent, start_new_session=True,
+            preexec_fn=die_with_parent(), start_new_session=True,
         )
 
     def tail(self, lines: int = 8) -> str:
@@ -78,14 +78,8 @@ class Child:
         return ""
 
     async def stop(self, grace: float = 10.0) -> None:
-        process = self.process
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), grace)
-            except TimeoutError:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
+        if self.process is not None:
+            await stop_process(self.process, term_grace_s=grace)
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None
@@ -230,7 +224,7 @@ class DevStack:
         store = await StateStore.open(bus, "framecast-up")
         printer = EventPrinter(self.say, indent="  ")
         async for _, event in store.history(after=after):
-            printer(event.stream_id, event.state, event.reason, event.at)
+            printer(event)
 
     async def watch_children(self) -> None:
         while True:
@@ -277,7 +271,7 @@ async def up(stream_id: str = "cam1") -> int:
         follow.cancel()
         watch.cancel()
         return 0 if stop.is_set() else 1
-    except (NatsServerError, BusError) as exc:
+    except FramecastError as exc:
         stack.say(f"framecast up: {exc}")
         return 1
     finally:

@@ -6,7 +6,8 @@ import argparse
 
 from framecast.runtime.lifecycle import run, settings_help
 
-from .service import EncoderSettings, lifespan
+from .service import lifespan
+from .settings import EncoderSettings
 
 
 def main() -> int:

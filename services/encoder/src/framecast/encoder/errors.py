@@ -1,5 +1,7 @@
 """The base of every error the encoder raises, so a caller can catch them as one."""
 
+from framecast.proto.errors import FramecastError
 
-class EncoderError(Exception):
+
+class EncoderError(FramecastError):
     """Base of every error raised by framecast.encoder."""

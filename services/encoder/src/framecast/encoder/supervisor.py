@@ -8,19 +8,18 @@ last FFmpeg errors, scrubbed of secrets - when restarts come too fast. A server 
 be reached is not a reason to give up: the stream itself is fine, so it keeps retrying at the
 capped backoff and publishes again as soon as MediaMTX (or the auth service) is back.
 
-Readiness: FFmpeg prints its first ``-progress`` block only once every output has written
-its header (``print_report`` waits for ``nb_output_dumped``), and the RTSP muxer's
-``write_header`` is the whole ANNOUNCE / SETUP / RECORD exchange - so a progress block,
-and a frame counter above zero in it, means the server accepted RECORD and packets are
-going out (``total_size`` reads N/A for RTSP, which has no byte-counting output file, so
-the frame counter is what is watched). A server that accepts the TCP connection but never
-answers produces no progress block at all (checked against this FFmpeg 9 build), which the
-start timeout catches.
+Readiness: the RTSP muxer's ``write_header`` is the whole ANNOUNCE / SETUP / RECORD
+exchange, and FFmpeg's first ``-progress`` block waits for it (progress.py reads those
+blocks and the error lines) - so a frame counter above zero means the server accepted RECORD
+and packets are going out. A server that accepts the TCP connection but never answers
+produces no progress block at all (checked against this FFmpeg 9 build), which the start
+timeout catches.
 
 Frames reach FFmpeg's stdin through the pump (pump.py): ``on_process(fd)`` hands over the
 write end of the pipe each time FFmpeg (re)starts and ``on_process(None)`` takes it back.
 
-FFmpeg dies with its parent: it is started with PR_SET_PDEATHSIG = SIGKILL, so even a
+FFmpeg dies with its parent: it is started with PR_SET_PDEATHSIG = SIGKILL
+(``framecast.runtime.procs``), so even a
 SIGKILLed encoder service leaves no publisher behind. Linux sends that signal when the
 *thread* that forked the child exits, and asyncio forks in the event-loop thread: run the
 supervisor on a loop whose thread lives as long as the service (the main thread).
@@ -31,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import logging
 import os
 import random
@@ -45,8 +43,10 @@ from typing import Literal
 
 from framecast.proto.messages import VideoFormat
 from framecast.runtime.ffmpeg import scrub, strip_log_prefix
+from framecast.runtime.procs import die_with_parent, stop_process
 
 from .profiles import SOFTWARE_ENCODER, build_command, is_runtime_failure
+from .progress import STDERR_LINES, Progress, read_errors, read_progress
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,12 @@ UrlFactory = Callable[[], Awaitable[str]]
 EventCallback = Callable[["SupervisorEvent"], Awaitable[None]]
 ProcessCallback = Callable[[int | None], None]
 
-STDERR_LINES = 50
 _LOG_LEVELS = {
     "stalled": logging.WARNING,
     "restarting": logging.WARNING,
     "encoder_fallback": logging.WARNING,
     "failed": logging.ERROR,
 }
-_PR_SET_PDEATHSIG = 1
 
 #: Failures saying that the server, or the auth service handing out publish tokens, cannot be
 #: reached right now (FFmpeg's socket errors; the bus errors of the URL factory). They do not
@@ -80,10 +78,6 @@ def server_unreachable(reason: str) -> bool:
     return _UNREACHABLE.search(reason) is not None
 
 
-# Bound before any fork: the pre-exec hook then only calls an already resolved C function.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SupervisorEvent:
     """One thing that happened to a stream's FFmpeg; ``reason`` is always scrubbed."""
@@ -95,22 +89,6 @@ class SupervisorEvent:
     pid: int | None = None
     backoff_s: float = 0.0
     at: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Progress:
-    """The latest ``-progress`` block FFmpeg printed (``at``: monotonic time it arrived)."""
-
-    frame: int = 0
-    fps: float = 0.0
-    bitrate_kbps: float = 0.0
-    total_size: int = 0
-    out_time_us: int = 0
-    speed: float = 0.0
-    dup_frames: int = 0
-    drop_frames: int = 0
-    ended: bool = False
-    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,41 +111,6 @@ class SupervisorPolicy:
     """After stdin is closed, how long FFmpeg gets to flush and exit."""
     term_grace_s: float = 2.0
     """After SIGTERM, how long before SIGKILL."""
-
-
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    sigkill = int(signal.SIGKILL)
-
-    def hook() -> None:
-        _prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return hook
-
-
-def _number(block: dict[str, str], key: str, cast: type[int] | type[float]) -> float:
-    raw = block.get(key, "").strip().removesuffix("kbits/s").removesuffix("x")
-    try:
-        return cast(raw)
-    except ValueError:
-        return cast(0)
-
-
-def parse_progress(block: dict[str, str], *, at: float) -> Progress:
-    """A :class:`Progress` from one ``-progress`` key=value block ("N/A" reads as 0)."""
-    return Progress(
-        frame=int(_number(block, "frame", int)),
-        fps=_number(block, "fps", float),
-        bitrate_kbps=_number(block, "bitrate", float),
-        total_size=int(_number(block, "total_size", int)),
-        out_time_us=int(_number(block, "out_time_us", int)),
-        speed=_number(block, "speed", float),
-        dup_frames=int(_number(block, "dup_frames", int)),
-        drop_frames=int(_number(block, "drop_frames", int)),
-        ended=block.get("progress") == "end",
-        at=at,
-    )
 
 
 @dataclass(slots=True)
@@ -362,7 +305,7 @@ class Supervisor:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=die_with_parent(),
             )
         except OSError as exc:
             os.close(write_fd)
@@ -372,6 +315,7 @@ class Supervisor:
         run = _Run(proc=proc, stdin_fd=write_fd, started=time.monotonic())
         self._run = run
         readers: list[asyncio.Task[None]] = []
+        reason: str | None = None
         try:
             await self._emit("starting", why)
             readers += [
@@ -382,8 +326,13 @@ class Supervisor:
                 self._on_process(write_fd)
             reason = await self._watch(run)
         finally:
-            self._close_stdin(run)
-            await self._kill(proc)
+            # on a stop request EOF comes first: FFmpeg flushes, sends TEARDOWN and exits
+            await stop_process(
+                proc,
+                close_stdin=lambda: self._close_stdin(run),
+                grace_s=self._policy.stop_grace_s if reason == "stop requested" else 0.0,
+                term_grace_s=self._policy.term_grace_s,
+            )
             await asyncio.gather(*readers, return_exceptions=True)
         if reason is None:
             reason = self._exit_reason(proc.returncode, run)
@@ -403,7 +352,6 @@ class Supervisor:
                 if exited in done:
                     return None
                 if stopping in done:
-                    await self._graceful_stop(run)
                     return "stop requested"
                 now = time.monotonic()
                 if run.published is None and now - run.started > policy.start_timeout_s:
@@ -426,21 +374,6 @@ class Supervisor:
         os.close(run.stdin_fd)
         run.stdin_fd = None
 
-    async def _graceful_stop(self, run: _Run) -> None:
-        self._close_stdin(run)  # EOF: FFmpeg flushes, sends TEARDOWN and exits
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(run.proc.wait(), self._policy.stop_grace_s)
-
-    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
-        """SIGTERM the process group, then SIGKILL it; reaps FFmpeg."""
-        for sig, grace in ((signal.SIGTERM, self._policy.term_grace_s), (signal.SIGKILL, None)):
-            if proc.returncode is not None:
-                return
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), grace)
-
     def _exit_reason(self, returncode: int | None, run: _Run) -> str:
         if returncode is not None and returncode < 0:
             try:
@@ -457,34 +390,30 @@ class Supervisor:
 
     async def _read_progress(self, run: _Run) -> None:
         assert run.proc.stdout is not None
-        block: dict[str, str] = {}
-        async for raw in run.proc.stdout:
-            key, _, value = raw.decode(errors="replace").strip().partition("=")
-            block[key] = value
-            if key != "progress":
-                continue
-            now = time.monotonic()
-            progress = parse_progress(block, at=now)
-            block = {}
+
+        async def on_block(progress: Progress) -> None:
             self._progress = progress
             if progress.frame > run.last_frame:
                 run.last_frame = progress.frame
-                run.last_advance = now
+                run.last_advance = progress.at
                 if run.published is None:
-                    run.published = now
+                    run.published = progress.at
                     await self._emit(
                         "publishing", f"RTSP server accepted RECORD; frame {progress.frame} sent"
                     )
 
+        await read_progress(run.proc.stdout, on_block, time.monotonic)
+
     async def _read_stderr(self, run: _Run) -> None:
         assert run.proc.stderr is not None
-        async for raw in run.proc.stderr:
-            line = scrub(raw.decode(errors="replace").rstrip())
-            if line:
-                self._stderr.append(line)
-                run.first_error = run.first_error or line
-                run.errors.append(line)
-                del run.errors[:-STDERR_LINES]
+
+        def on_line(line: str) -> None:
+            self._stderr.append(line)
+            run.first_error = run.first_error or line
+            run.errors.append(line)
+            del run.errors[:-STDERR_LINES]
+
+        await read_errors(run.proc.stderr, on_line)
 
     # ----- events ----------------------------------------------------------------------
 

@@ -118,17 +118,18 @@ class StreamWorker:
             return
         match event.kind:
             case "starting" if state in (S.PUBLISHING, S.LIVE, S.STALLED):
-                await self._move(S.STARTING, f"restarting FFmpeg: {reason}")
+                await self._move(S.STARTING, f"restarting FFmpeg: {reason}", cause=reason, attempt=event.attempt)
             case "publishing":
                 await self._move(S.PUBLISHING, f"publishing with {event.encoder}", encoder_kind=event.encoder)
             case "stalled":
                 await self._move(S.STALLED, reason)
             case "restarting":
                 retry = f" (retrying in {event.backoff_s:.1f} s)" if event.backoff_s else " (retrying now)"
+                fields = {"cause": reason, "attempt": event.attempt, "retry_in_s": event.backoff_s}
                 if state in (S.STARTING, S.PUBLISHING, S.LIVE):
-                    await self._move(S.STALLED, reason + retry)
+                    await self._move(S.STALLED, reason + retry, **fields)
                 elif state is S.STALLED:
-                    await self.service.store.update(self.stream_id, reason=reason + retry, only_in=ACTIVE)
+                    await self.service.store.update(self.stream_id, reason=reason + retry, only_in=ACTIVE, **fields)
             case "encoder_fallback":
                 await self.service.store.update(self.stream_id, encoder_kind=event.encoder, reason=reason,
                                                 only_in=ACTIVE)

@@ -1,0 +1,33 @@
+"""The encoder's settings: one FRAMECAST_* variable per field, validated once at start-up."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from framecast.runtime.settings import CommonSettings, Url
+
+
+class EncoderSettings(CommonSettings, kw_only=True, frozen=True):
+    encoder: str = ""
+    """Force one FFmpeg encoder (h264_nvenc, libx264, ...) instead of probing."""
+    max_streams: int = 8
+    """Streams this instance encodes at most; further announces are refused."""
+    hw_sessions: int = 0
+    """Hardware encoder sessions available (NVENC on consumer GPUs: 8); 0 = no limit."""
+    mediamtx_rtsp: Url = "rtsp://127.0.0.1:8554"
+    """MediaMTX RTSP base URL; a stream publishes to <base>/<stream id>."""
+    publish_auth: Literal["token", "none"] = "token"
+    """token: ask the auth service for a short publish token per (re)start; none: publish without."""
+    gop: int = 0
+    """Frames between keyframes; 0 = one second (the stream's fps)."""
+    bitrate_kbps: int = 0
+    """Target bitrate; 0 = chosen from the resolution."""
+    stall_timeout_s: float = 5.0
+    heartbeat_repeat_s: float = 1.0
+    """How often the last frame is repeated while the producer sends nothing."""
+    producer_timeout_s: float = 3.0
+    """No frame and no producer heartbeat for this long: the stream is stalled."""
+    producer_gone_s: float = 10.0
+    """Stalled on a silent producer this much longer: the stream fails and its ring is freed."""
+    heartbeat_s: float = 0.5
+    stats_s: float = 2.0
