@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 
+from framecast.frames import FrameFormatError
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
 from framecast.proto.messages import DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
@@ -15,7 +16,6 @@ from framecast.runtime.settings import CommonSettings, SettingsError, load
 from framecast.runtime.stream_commands import parse_size
 
 from .producer import Producer, StreamClosed
-from .ring import FrameFormatError
 from .service import CaptureSettings, lifespan
 from .sources import PipeFrames, SourceError, open_source, run_source
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from framecast.frames import sweep_stale
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
@@ -25,7 +26,6 @@ from framecast.runtime.lifecycle import Runtime
 from framecast.runtime.settings import CommonSettings
 
 from .producer import Producer, StreamClosed
-from .ring import sweep_stale
 from .sources import SourceError, open_source, run_source
 
 log = logging.getLogger("framecast.capture")
