@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SOURCES := constraints.txt requirements-dev.txt proto/pyproject.toml runtime/pyproject.toml $(wildcard services/*/pyproject.toml)
+SOURCES := constraints.txt requirements-dev.txt proto/pyproject.toml runtime/pyproject.toml frames/pyproject.toml $(wildcard services/*/pyproject.toml)
 
 .PHONY: install demo test bench asyncapi clean
 
@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/framecast up
 
 test: install
-	$(BIN)/ruff check proto runtime services tests bench conftest.py
+	$(BIN)/ruff check proto runtime frames services tests bench conftest.py
 	$(BIN)/python -m pytest
 
 bench: install

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = args.results or (None if args.quick else report.RESULTS_DIR)
     options = Options(quick=args.quick, frames=args.frames, repeat=args.repeat,
                       results_dir=None if args.no_save else results_dir, verbose=not args.quiet)
-    from framecast.capture.ring import sweep_stale
+    from framecast.frames import sweep_stale
 
     sweep_stale()  # rings left by an earlier run that was killed
     env = report.environment()

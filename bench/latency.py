@@ -80,7 +80,7 @@ async def measure(width: int, height: int, fps: int, frames: int, warmup_s: floa
     import framecast.capture
     from framecast.encoder.service import lifespan as encoder_lifespan
     from framecast.encoder.settings import EncoderSettings
-    from framecast.proto.pattern import TestPattern, read_stamp
+    from framecast.frames.pattern import TestPattern, read_stamp
     from tests.support.rtsp import RtspReceiver
     from tests.support.services import running
 

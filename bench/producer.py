@@ -31,8 +31,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from framecast.frames.pattern import TestPattern
 from framecast.proto.messages import VideoFormat
-from framecast.proto.pattern import TestPattern
 
 DISTINCT_FRAMES = 8
 
@@ -79,7 +79,7 @@ def run_shm(fmt: VideoFormat, credit_sem: str) -> None:
     that semaphore (once per frame it took), so no frame is made only to be dropped."""
     import posix_ipc
 
-    from framecast.capture.ring import RingWriter
+    from framecast.frames import RingWriter
 
     images = frames(fmt)
     control = _Control()
@@ -95,7 +95,7 @@ def run_shm(fmt: VideoFormat, credit_sem: str) -> None:
                     credits.acquire(0.1)
                 except posix_ipc.BusyError:
                     continue
-            writer.write(images[n % DISTINCT_FRAMES])
+            writer.send(images[n % DISTINCT_FRAMES])
             n += 1
         _say(sent=n)
     if credits is not None:
@@ -108,7 +108,7 @@ async def run_nats(fmt: VideoFormat, url: str, subject: str, credit_subject: str
     from a subscriber to a publisher)."""
     import nats
 
-    from framecast.capture.nats_transport import NatsFrameWriter
+    from framecast.frames import NatsFrameWriter
 
     images = frames(fmt)
     control = _Control()
@@ -135,7 +135,7 @@ async def run_nats(fmt: VideoFormat, url: str, subject: str, credit_subject: str
                 credit.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(credit.wait(), 0.1)
-            await writer.send(images[n % DISTINCT_FRAMES])
+            await asyncio.to_thread(writer.send, images[n % DISTINCT_FRAMES])
             n += 1
         _say(sent=n)
     finally:

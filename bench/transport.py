@@ -210,10 +210,9 @@ async def run_pumped(fmt: VideoFormat, frames: int, warmup: int, transport: str)
     import nats
     import posix_ipc
 
-    from framecast.capture.nats_transport import NatsFrameReader
-    from framecast.capture.ring import RingReader
     from framecast.devstack.nats import NatsServer
     from framecast.encoder.pump import Pump
+    from framecast.frames import NatsFrameReader, RingReader
     from framecast.proto import subjects
 
     run = Run()
@@ -280,7 +279,7 @@ async def run_pumped(fmt: VideoFormat, frames: int, warmup: int, transport: str)
                 reader.close()
                 reader.unlink()  # the producer unlinks it on exit; this covers a killed one
             else:
-                await reader.stop()
+                await reader.aclose()
         if credit_sem is not None:
             credit_sem.unlink()
             credit_sem.close()

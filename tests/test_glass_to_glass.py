@@ -32,12 +32,12 @@ from framecast.capture.settings import CaptureSettings
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import lifespan as encoder_lifespan
 from framecast.encoder.settings import EncoderSettings
+from framecast.frames.pattern import TestPattern
 from framecast.gateway.service import lifespan as gateway_lifespan
 from framecast.gateway.settings import GatewaySettings
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
-from framecast.proto.pattern import TestPattern
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 from framecast.runtime.lifecycle import Runtime

@@ -15,8 +15,8 @@ import framecast.capture
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import lifespan as encoder_lifespan
 from framecast.encoder.settings import EncoderSettings
+from framecast.frames.pattern import TestPattern
 from framecast.proto.bus import Bus
-from framecast.proto.pattern import TestPattern
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 from tests.support.rtsp import RtspReceiver
@@ -28,7 +28,7 @@ W, H = 320, 240
 PRODUCER = """
 import sys, time
 import framecast.capture
-from framecast.proto.pattern import TestPattern
+from framecast.frames.pattern import TestPattern
 stream_id, url = sys.argv[1], sys.argv[2]
 pattern = TestPattern(320, 240)
 with framecast.capture.open(stream_id, width=320, height=240, fps=30, nats_url=url) as stream:

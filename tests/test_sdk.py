@@ -15,10 +15,10 @@ from framecast.capture.settings import CaptureSettings
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import lifespan as encoder_lifespan
 from framecast.encoder.settings import EncoderSettings
+from framecast.frames.pattern import TestPattern, read_stamp
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StopStream
-from framecast.proto.pattern import TestPattern, read_stamp
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 from tests.support.rtsp import RtspReceiver

@@ -16,10 +16,10 @@ from framecast.capture.service import lifespan as capture_lifespan
 from framecast.capture.settings import CaptureSettings
 from framecast.encoder.service import lifespan as encoder_lifespan
 from framecast.encoder.settings import EncoderSettings
+from framecast.frames.pattern import read_stamp
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import Accepted, StartStream, StopStream, TestPatternSource, VideoFormat
-from framecast.proto.pattern import read_stamp
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 from tests.support.rtsp import RtspReceiver

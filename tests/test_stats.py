@@ -11,10 +11,10 @@ import framecast.capture
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import lifespan as encoder_lifespan
 from framecast.encoder.settings import EncoderSettings
+from framecast.frames.pattern import TestPattern
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.messages import StreamStats
-from framecast.proto.pattern import TestPattern
 from tests.support.rtsp import RtspReceiver
 from tests.support.services import running
 

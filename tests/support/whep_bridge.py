@@ -52,7 +52,7 @@ def stamped_track(width: int, height: int) -> Any:
     import av
     from aiortc import VideoStreamTrack
 
-    from framecast.proto.pattern import TestPattern
+    from framecast.frames.pattern import TestPattern
 
     class StampedTrack(VideoStreamTrack):
         def __init__(self) -> None:

@@ -4,7 +4,7 @@ Two stand-ins serve the browser here. ``StubGateway`` is NOT the gateway: a few 
 of the HTTP API the pages are written against (the real app is framecast.gateway's), plus the
 static directory. ``MediaOrigin`` plays MediaMTX's part on another origin: a WHEP endpoint
 (failing on demand, or answered by an aiortc peer) and an HLS stream that real FFmpeg makes
-from framecast.proto.pattern's test pattern, whose timestamp blocks static/pattern.js reads.
+from framecast.frames.pattern's test pattern, whose timestamp blocks static/pattern.js reads.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
 
-from framecast.proto.pattern import TestPattern, stamp
+from framecast.frames.pattern import TestPattern, stamp
 from tests.support.browser import (
     assert_video_moves,
     chromium_page,

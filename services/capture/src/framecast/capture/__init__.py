@@ -1,4 +1,4 @@
-"""framecast capture: the Python SDK a CV worker uses, the frame sources and the frame transport.
+"""framecast capture: the Python SDK a CV worker uses and the frame sources.
 
     import framecast.capture
 
@@ -6,9 +6,9 @@
         stream.send(frame)  # numpy uint8, H x W x 3, bgr24
 """
 
-from .nats_transport import FrameTooLargeError
+from framecast.frames import FrameFormatError, FrameTooLargeError
+
 from .producer import StreamClosed
-from .ring import FrameFormatError
 from .sdk import AsyncStream, Stream, open
 
 __all__ = ["AsyncStream", "FrameFormatError", "FrameTooLargeError", "Stream", "StreamClosed", "open"]

@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 
+from framecast.frames import FrameFormatError
 from framecast.proto.bus import Bus
 from framecast.proto.errors import FramecastError
 from framecast.proto.messages import SOURCE_INPUTS, VideoFormat, source_for
@@ -15,7 +16,6 @@ from framecast.runtime.settings import CommonSettings, load
 from framecast.runtime.stream_commands import parse_size, stream_id_arg
 
 from .producer import Producer, StreamClosed
-from .ring import FrameFormatError
 from .service import lifespan
 from .settings import CaptureSettings
 from .sources import PipeFrames, SourceError, open_source, run_source

@@ -1,9 +1,9 @@
 """One stream's producing side: state, frame transport, encoder claim and failover.
 
 Used by the SDK (a CV worker's frames) and by the capture service's sources alike. Sending a
-frame is a synchronous copy into the shared-memory ring (or a hand-off to the NATS writer);
-everything else - announcing, watching the encoder's heartbeat and re-announcing when it
-disappears, following the stream's state - runs as tasks on the producer's event loop.
+frame is a blocking call of the stream's ``FrameWriter`` in the sender's thread, whatever the
+transport; everything else - announcing, watching the encoder's heartbeat and re-announcing
+when it disappears, following the stream's state - runs as tasks on the producer's event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from nats.aio.msg import Msg
 from opentelemetry import metrics
 
+from framecast.frames import FrameWriter, open_writer
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError, NoResponders, RequestRejected, RequestTimedOut
@@ -26,7 +27,6 @@ from framecast.proto.messages import (
     AnySource,
     ClaimAccepted,
     EncoderHeartbeat,
-    NatsTransport,
     SdkSource,
     StopStream,
     StreamAnnounce,
@@ -38,9 +38,6 @@ from framecast.proto.messages import (
 )
 from framecast.proto.states import ACTIVE, TERMINAL, IllegalTransition, StreamState
 from framecast.proto.store import StateStore
-
-from .nats_transport import NatsFrameWriter
-from .ring import RingWriter
 
 log = logging.getLogger("framecast.capture")
 
@@ -76,7 +73,7 @@ metrics.get_meter("framecast.capture").create_observable_counter(
 
 
 class Producer:
-    """Produces one stream: ``await start()``, then ``send``/``write`` frames, then ``close()``."""
+    """Produces one stream: ``await start()``, then ``send`` frames (from a thread), then ``close()``."""
 
     def __init__(
         self,
@@ -99,8 +96,7 @@ class Producer:
         self.store: StateStore
         self.encoder_id = ""
         self.stop_requested = asyncio.Event()
-        self._ring: RingWriter | None = None
-        self._nats: NatsFrameWriter | None = None
+        self._writer: FrameWriter | None = None
         self._closed: StreamClosed | None = None
         self._last_heartbeat = 0.0
         self._heartbeat_sub: Any = None
@@ -132,16 +128,11 @@ class Producer:
                 )
         else:
             await self.store.update(self.stream_id, **fields)
-        if self.transport_kind == "shm":
-            self._ring = RingWriter.create(self.stream_id, self.format)
-            transport = self._ring.transport
-        else:
-            self._nats = NatsFrameWriter(self.bus.nc, subjects.frames(self.stream_id), self.format)
-            transport = NatsTransport(subject=subjects.frames(self.stream_id))
+        self._writer = open_writer(self.stream_id, self.format, self.transport_kind, self.bus.nc)
         self._announce_message = StreamAnnounce(
             stream_id=self.stream_id,
             format=self.format,
-            transport=transport,
+            transport=self._writer.transport,
             capture_id=self.capture_id,
             metadata=self.metadata,
         )
@@ -153,25 +144,17 @@ class Producer:
 
     # ----- frames --------------------------------------------------------------------------
 
-    def write(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
-        """Copy one frame into the shared-memory ring (any thread). Raises ``StreamClosed``
-        once the stream has stopped or failed, ``FrameFormatError`` for a wrong frame."""
+    def send(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
+        """Hand one frame to the transport; returns its sequence number. Blocking: call it
+        from one thread other than the producer's event loop (``FrameWriter.send``). Raises
+        ``StreamClosed`` once the stream has stopped or failed, ``FrameFormatError`` for a
+        wrong frame, ``FrameTooLargeError`` for one NATS cannot carry."""
         if self._closed is not None:
             raise self._closed
-        if self._ring is None:
-            raise RuntimeError("write() is for the shm transport; use await send() with nats")
-        seq = self._ring.write(frame, timestamp_ns)
+        assert self._writer is not None, "send() before start()"
+        seq = self._writer.send(frame, timestamp_ns)
         self.frames_sent += 1
         return seq
-
-    async def send(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
-        if self._closed is not None:
-            raise self._closed
-        if self._nats is not None:
-            seq = await self._nats.send(frame, timestamp_ns)
-            self.frames_sent += 1
-            return seq
-        return self.write(frame, timestamp_ns)
 
     # ----- encoder claim and failover --------------------------------------------------------
 
@@ -279,8 +262,8 @@ class Producer:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
             await self._drop_encoder()
-            if self._ring is not None:
-                self._ring.close()
+            if self._writer is not None:
+                self._writer.close()
 
     async def _finish(self, reason: str, failed: bool) -> None:
         record = await self.store.get(self.stream_id)
@@ -294,8 +277,8 @@ class Producer:
         else:
             with contextlib.suppress(IllegalTransition):
                 await self.store.transition(self.stream_id, StreamState.STOPPING, reason=reason)
-        if self._ring is not None:
-            self._ring.close()  # the reader sees the closed flag at once and keeps its mapping
+        if self._writer is not None:
+            self._writer.close()  # a ring's reader sees the closed flag at once and keeps its mapping
         await self.bus.publish(
             subjects.stream_control(self.stream_id), StreamEnd(stream_id=self.stream_id, reason=reason)
         )

@@ -6,9 +6,10 @@
     async with framecast.capture.open("cam1", width=640, height=360) as stream:
         await stream.send(frame)
 
-In the synchronous form the NATS work runs on a private event-loop thread, and ``send`` on the
-shared-memory transport is a plain copy into the ring in the caller's thread: it never waits
-for the encoder.
+In the synchronous form the NATS work runs on a private event-loop thread and ``send`` hands
+the frame to the stream's writer in the caller's thread (on the shared-memory transport a plain
+copy into the ring); it never waits for the encoder. The asynchronous ``send`` does the same in
+a worker thread, so a multi-megabyte copy never blocks the caller's event loop.
 """
 
 from __future__ import annotations
@@ -84,9 +85,7 @@ class Stream:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def send(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
-        if self.producer.transport_kind == "shm":
-            return self.producer.write(frame, timestamp_ns)
-        return self._call(self.producer.send(frame, timestamp_ns))
+        return self.producer.send(frame, timestamp_ns)
 
     def set_metadata(self, **labels: str) -> None:
         """Replace the stream's labels, e.g. ``set_metadata(model="yolo-v9", detections="3")``."""
@@ -126,7 +125,7 @@ class AsyncStream:
         self.producer = producer
 
     async def send(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
-        return await self.producer.send(frame, timestamp_ns)
+        return await asyncio.to_thread(self.producer.send, frame, timestamp_ns)
 
     async def set_metadata(self, **labels: str) -> None:
         await self.producer.set_metadata(labels)

@@ -15,6 +15,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from framecast.frames import sweep_stale
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
@@ -24,7 +25,6 @@ from framecast.proto.store import StateStore
 from framecast.runtime.lifecycle import Runtime
 
 from .producer import Producer, StreamClosed
-from .ring import sweep_stale
 from .settings import CaptureSettings
 from .sources import SourceError, open_source, run_source
 

@@ -3,7 +3,7 @@ FFmpeg can decode (files, RTSP/HTTP cameras, V4L2 devices).
 
 Every source is paced in real time on the monotonic clock at the stream's fps (a file or a
 fast pipe never runs ahead; a late frame is sent at once, never in a burst to catch up) and
-reads each frame into one reused buffer, so the only per-frame copy is the one into the ring.
+reads each frame into one reused buffer, so the only per-frame copy is the transport's own.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from framecast.frames.pattern import TestPattern
 from framecast.proto.errors import FramecastError
 from framecast.proto.messages import AnySource, DeviceSource, FileSource, TestPatternSource, UrlSource, VideoFormat
-from framecast.proto.pattern import TestPattern
 from framecast.runtime.ffmpeg import find_ffmpeg, scrub
 from framecast.runtime.procs import die_with_parent, stop_process
 
@@ -151,13 +151,12 @@ async def run_source(producer: Producer, frames: FrameSource, *, paced: bool = T
     next_at = loop.time()
     last_ns = 0
 
-    def read_and_write() -> bool:
+    def read_and_send() -> bool:
         nonlocal last_ns
         if not frames.read_into(buffer):
             return False
         last_ns = max(last_ns + 1, time.time_ns())  # monotonic even if the wall clock steps back
-        if producer.transport_kind == "shm":
-            producer.write(buffer, last_ns)
+        producer.send(buffer, last_ns)
         return True
 
     try:
@@ -171,10 +170,8 @@ async def run_source(producer: Producer, frames: FrameSource, *, paced: bool = T
                     except TimeoutError:
                         pass
                 next_at = max(next_at + interval, loop.time() - interval)
-            if not await asyncio.to_thread(read_and_write):
+            if not await asyncio.to_thread(read_and_send):
                 log.info("source of %s ended", producer.stream_id, extra={"stream_id": producer.stream_id})
                 return
-            if producer.transport_kind == "nats":
-                await producer.send(buffer, last_ns)
     finally:
         await frames.close()

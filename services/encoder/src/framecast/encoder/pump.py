@@ -27,7 +27,9 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+
+from framecast.frames import FrameReader
 
 log = logging.getLogger(__name__)
 
@@ -39,43 +41,6 @@ _CHECK_S = 0.05  # how often the producer's liveness is looked at (a syscall: no
 _EARLY = 0.2  # a frame may be written this fraction of a period before a whole credit is earned
 
 PumpEventKind = Literal["producer_ended", "producer_lost", "producer_resumed"]
-
-
-class FrameReader(Protocol):
-    """The consumer side of a frame transport (shared-memory ring or NATS)."""
-
-    @property
-    def frames(self) -> int:
-        """Frames the producer has published so far."""
-        ...
-
-    @property
-    def dropped(self) -> int:
-        """Frames skipped because a newer one arrived before they were read."""
-        ...
-
-    @property
-    def closed(self) -> bool:
-        """The producer ended the stream."""
-        ...
-
-    def wait_frame(self, timeout: float) -> memoryview | None:
-        """A frame newer than the last one returned, valid until :meth:`release`.
-
-        None when no newer frame came within ``timeout`` seconds."""
-        ...
-
-    def last_frame(self) -> memoryview | None:
-        """The latest frame again (for repeats), valid until :meth:`release`; None if none yet."""
-        ...
-
-    def release(self) -> None:
-        """The frame last returned is no longer used."""
-        ...
-
-    def producer_alive(self) -> bool:
-        """Whether the producer is still there (heartbeat, pid, connection)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,5 +320,5 @@ class Pump:
             log.error("%s: pump event callback failed: %r", self._name, exc)
 
 
-__all__ = ["F_SETPIPE_SZ", "FrameReader", "Pump", "PumpEvent", "PumpStats", "raise_pipe_size"]
+__all__ = ["F_SETPIPE_SZ", "Pump", "PumpEvent", "PumpStats", "raise_pipe_size"]
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from nats.aio.msg import Msg
 from opentelemetry import metrics
 
+from framecast import frames
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
@@ -117,9 +118,7 @@ class EncoderService:
     async def on_announce(self, announce: StreamAnnounce, _msg: Msg) -> ClaimAccepted | Rejected:
         stream_id = announce.stream_id
         existing = self.workers.get(stream_id)
-        if existing is not None and existing.transport_name == (
-            getattr(announce.transport, "name", None) or getattr(announce.transport, "subject", None)
-        ):
+        if existing is not None and existing.transport_name == frames.address(announce.transport):
             return ClaimAccepted(encoder_id=self.instance, encoder_kind=existing.encoder_kind)
         if stream_id in self._claiming:
             return Rejected(code="conflict", message=f"encoder {self.instance} is already taking {stream_id}")

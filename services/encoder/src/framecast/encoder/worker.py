@@ -13,10 +13,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from framecast.capture.nats_transport import NatsFrameReader
-from framecast.capture.ring import RingOpenError, RingReader
+from framecast import frames
 from framecast.proto.errors import BusError
-from framecast.proto.messages import NatsTransport, ShmTransport, StreamAnnounce, StreamStats
+from framecast.proto.messages import StreamAnnounce, StreamStats
 from framecast.proto.states import ACTIVE, IllegalTransition, StreamState
 from framecast.runtime.ffmpeg import scrub
 
@@ -39,7 +38,7 @@ class StreamWorker:
         self.service = service
         self.announce = announce
         self.stream_id = announce.stream_id
-        self.reader: Any = None
+        self.reader: frames.FrameReader | None = None
         self.pump: Pump | None = None
         self.supervisor: Supervisor | None = None
         self.started_at = time.monotonic()
@@ -51,23 +50,19 @@ class StreamWorker:
 
     @property
     def transport_name(self) -> str:
-        transport = self.announce.transport
-        return transport.name if isinstance(transport, ShmTransport) else transport.subject
+        return frames.address(self.announce.transport)
 
     @property
     def encoder_kind(self) -> str:
         return self.supervisor.encoder if self.supervisor else self.service.encoder_kind
 
     async def open_reader(self) -> None:
-        transport = self.announce.transport
-        if isinstance(transport, ShmTransport):
-            try:
-                self.reader = RingReader.open(transport.name)
-            except RingOpenError as exc:
-                raise WorkerError(str(exc)) from None
-        elif isinstance(transport, NatsTransport):
-            self.reader = NatsFrameReader(self.service.bus.nc, transport.subject, self.announce.format)
-            await self.reader.start()
+        try:
+            self.reader = await frames.open_reader(
+                self.announce.transport, self.announce.format, self.service.bus.nc
+            )
+        except frames.RingOpenError as exc:
+            raise WorkerError(str(exc)) from None
 
     async def start(self, previous_encoder: str) -> None:
         settings = self.service.settings
@@ -77,6 +72,7 @@ class StreamWorker:
             self.stream_id, S.STARTING, reason=reason, only_from=ACTIVE,
             encoder_id=self.service.instance, encoder_kind=self.service.encoder_kind,
         )
+        assert self.reader is not None, "open_reader() before start()"
         self.pump = Pump(
             self.reader, fmt.fps, heartbeat_s=settings.heartbeat_repeat_s,
             producer_timeout_s=settings.producer_timeout_s, on_event=self._on_pump_event, name=self.stream_id,
@@ -159,8 +155,8 @@ class StreamWorker:
     async def _give_up_on_producer(self) -> None:
         await asyncio.sleep(self.service.settings.producer_gone_s)
         self._lost_task = None  # from here on this task is the one ending the stream
-        if isinstance(self.reader, RingReader) and not self.reader.producer_alive():
-            self.reader.unlink()
+        if self.reader is not None:
+            self.reader.discard_if_abandoned()
         await self.end("producer gone (no frames and no heartbeat)", failed=True)
 
     async def end(self, reason: str, *, failed: bool = False) -> None:
@@ -190,10 +186,7 @@ class StreamWorker:
             await self.pump.stop()
         if self.reader is not None:
             with contextlib.suppress(Exception):
-                if isinstance(self.reader, NatsFrameReader):
-                    await self.reader.stop()
-                else:
-                    self.reader.close()
+                await self.reader.aclose()
 
     # ----- statistics ----------------------------------------------------------------------
 

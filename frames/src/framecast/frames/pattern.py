@@ -40,7 +40,7 @@ from typing import NamedTuple, get_args
 
 import numpy as np
 
-from .messages import PixFmt
+from framecast.proto.messages import PixFmt
 
 WHITE = 235
 BLACK = 16

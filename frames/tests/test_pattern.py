@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from framecast.proto.pattern import (
+from framecast.frames.pattern import (
     PIX_FMTS,
     Stamp,
     TestPattern,

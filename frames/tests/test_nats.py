@@ -12,15 +12,9 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from framecast.capture.nats_transport import (
-    SEQ_HEADER,
-    TIMESTAMP_HEADER,
-    FrameTooLargeError,
-    NatsFrameReader,
-    NatsFrameWriter,
-)
-from framecast.capture.ring import FrameFormatError
 from framecast.devstack.nats import NatsServer
+from framecast.frames import FrameFormatError, FrameTooLargeError, NatsFrameReader, NatsFrameWriter
+from framecast.frames.nats import SEQ_HEADER, TIMESTAMP_HEADER
 from framecast.proto import subjects
 from framecast.proto.bus import settle
 from framecast.proto.messages import VideoFormat
@@ -72,7 +66,12 @@ async def reader(nc: Client, subject: str) -> AsyncIterator[NatsFrameReader]:
     await frames.start()
     await settle(nc)  # the subscription is known to the server before anything is sent
     yield frames
-    await frames.stop()
+    await frames.aclose()
+
+
+async def send(writer: NatsFrameWriter, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
+    """``send`` from a thread outside the event loop, as a producer calls it."""
+    return await asyncio.to_thread(writer.send, frame, timestamp_ns)
 
 
 async def read(reader: NatsFrameReader, timeout: float = TIMEOUT) -> memoryview | None:
@@ -85,7 +84,7 @@ async def test_frames_cross_connections_intact(
 ) -> None:
     writer = NatsFrameWriter(other_nc, subject, FMT, paced=False)
     for seq in range(1, 21):
-        assert await writer.send(expected(seq), timestamp_ns=1000 + seq) == seq
+        assert await send(writer, expected(seq), timestamp_ns=1000 + seq) == seq
         view = await read(reader)
         assert view is not None and reader.seq == seq and reader.last_timestamp_ns == 1000 + seq
         assert np.array_equal(np.frombuffer(view, np.uint8).reshape(FMT.shape), expected(seq))
@@ -97,7 +96,7 @@ async def test_non_contiguous_frames_are_sent(nc: Client, reader: NatsFrameReade
     wide = np.ascontiguousarray(np.concatenate([expected(7), expected(8)], axis=1))
     frame = wide[:, : FMT.width]
     assert not frame.flags.c_contiguous
-    await NatsFrameWriter(nc, reader.subject, FMT).send(frame)
+    await send(NatsFrameWriter(nc, reader.subject, FMT), frame)
     view = await read(reader)
     assert view is not None and bytes(view) == expected(7).tobytes()
 
@@ -106,7 +105,7 @@ async def test_lagging_reader_keeps_only_the_latest(
     nc: Client, reader: NatsFrameReader
 ) -> None:
     writer = NatsFrameWriter(nc, reader.subject, FMT, paced=False)
-    await writer.send(expected(1))
+    await send(writer, expected(1))
     assert await read(reader) is not None and reader.seq == 1
     last_arrived = asyncio.Event()
 
@@ -118,7 +117,7 @@ async def test_lagging_reader_keeps_only_the_latest(
     watcher = await nc.subscribe(reader.subject, cb=watch)
     await settle(nc)
     for seq in range(2, 51):
-        await writer.send(expected(seq))
+        await send(writer, expected(seq))
     await asyncio.wait_for(last_arrived.wait(), TIMEOUT)
     await watcher.unsubscribe()
     while reader.seq < 50:
@@ -133,7 +132,7 @@ async def test_a_producer_faster_than_the_stream_is_held_to_its_rate(
 ) -> None:
     writer = NatsFrameWriter(nc, reader.subject, FMT)  # 30 fps
     for seq in range(1, 31):  # thirty frames at once: only the first one goes out
-        assert await writer.send(expected(seq)) == seq
+        assert await send(writer, expected(seq)) == seq
     assert writer.skipped == 29
     await settle(nc)
     view = await read(reader)
@@ -151,10 +150,10 @@ async def test_gaps_in_seq_count_as_dropped(nc: Client, reader: NatsFrameReader)
 async def test_foreign_messages_are_ignored(
     nc: Client, reader: NatsFrameReader, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="framecast.capture.nats_transport"):
+    with caplog.at_level(logging.WARNING, logger="framecast.frames.nats"):
         await nc.publish(reader.subject, b"not a frame")
         await nc.publish(reader.subject, b"short", headers={SEQ_HEADER: "1", TIMESTAMP_HEADER: "1"})
-        await NatsFrameWriter(nc, reader.subject, FMT).send(expected(3))
+        await send(NatsFrameWriter(nc, reader.subject, FMT), expected(3))
         view = await read(reader)
     assert view is not None and bytes(view) == expected(3).tobytes()
     assert reader.frames == 1 and "without valid framecast headers" in caplog.text
@@ -163,7 +162,7 @@ async def test_foreign_messages_are_ignored(
 async def test_wrong_frames_are_refused(nc: Client) -> None:
     writer = NatsFrameWriter(nc, subjects.frames("cam1"), FMT)
     with pytest.raises(FrameFormatError) as caught:
-        await writer.send(np.zeros((180, 320), np.uint8))
+        await send(writer, np.zeros((180, 320), np.uint8))
     assert str(caught.value) == (
         "frame has shape (180, 320) and dtype uint8; stream cam1 expects (180, 320, 3) uint8"
         " (320x180 bgr24)"
@@ -177,26 +176,24 @@ async def test_frames_beyond_max_payload_are_refused(small_nats_server: NatsServ
         assert nc.max_payload == 65536
         big = NatsFrameWriter(nc, subjects.frames("big"), FMT)
         with pytest.raises(FrameTooLargeError) as caught:
-            await big.send(expected(1))
+            await send(big, expected(1))
         assert caught.value.max_payload == 65536 and caught.value.size > FMT.frame_size
         assert "use the shm transport" in str(caught.value)
         assert "raise max_payload in the NATS server config" in str(caught.value)
 
         exact = VideoFormat(width=256, height=256, pix_fmt="gray")  # fits only without headers
         with pytest.raises(FrameTooLargeError):
-            await NatsFrameWriter(nc, subjects.frames("exact"), exact).send(
-                np.zeros(exact.shape, np.uint8)
-            )
+            await send(NatsFrameWriter(nc, subjects.frames("exact"), exact), np.zeros(exact.shape, np.uint8))
 
         fits = VideoFormat(width=240, height=240, pix_fmt="gray")
         reader = NatsFrameReader(nc, subjects.frames("fits"), fits)
         await reader.start()
         await settle(nc)
         frame = np.full(fits.shape, 42, np.uint8)
-        await NatsFrameWriter(nc, subjects.frames("fits"), fits).send(frame)
+        await send(NatsFrameWriter(nc, subjects.frames("fits"), fits), frame)
         view = await read(reader)
         assert view is not None and bytes(view) == frame.tobytes() and nc.is_connected
-        await reader.stop()
+        await reader.aclose()
     finally:
         await nc.close()
 
@@ -204,7 +201,7 @@ async def test_frames_beyond_max_payload_are_refused(small_nats_server: NatsServ
 async def test_liveness_and_closing(nc: Client, reader: NatsFrameReader) -> None:
     assert not reader.producer_alive() and not reader.closed
     assert reader.last_frame() is None and await read(reader, 0) is None
-    await NatsFrameWriter(nc, reader.subject, FMT).send(expected(1))
+    await send(NatsFrameWriter(nc, reader.subject, FMT), expected(1))
     assert await read(reader) is not None and reader.producer_alive()
     reader.release()
     assert reader.last_frame() == expected(1).tobytes()
@@ -219,8 +216,8 @@ async def test_close_from_a_thread_unsubscribes(nc: Client, subject: str) -> Non
     await reader.start()
     await asyncio.to_thread(reader.close)
     assert reader.closed
-    await NatsFrameWriter(nc, subject, FMT).send(expected(1))
+    await send(NatsFrameWriter(nc, subject, FMT), expected(1))
     await settle(nc)
     assert await read(reader, 0) is None and reader.frames == 0
-    await reader.stop()
+    await reader.aclose()
     reader.close()

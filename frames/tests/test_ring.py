@@ -16,13 +16,7 @@ import numpy as np
 import posix_ipc
 import pytest
 
-from framecast.capture.ring import (
-    FrameFormatError,
-    RingOpenError,
-    RingReader,
-    RingWriter,
-    sweep_stale,
-)
+from framecast.frames import FrameFormatError, RingOpenError, RingReader, RingWriter, sweep_stale
 from framecast.proto.messages import ShmTransport, VideoFormat
 
 FMT = VideoFormat(width=640, height=360)
@@ -33,7 +27,7 @@ _BASE = (np.arange(FMT.frame_size, dtype=np.uint32) % 251).astype(np.uint8).resh
 # ``seq`` as its capture timestamp, so content and slot header can be checked together.
 _COMMON = f"""
 import os, sys, numpy as np, posix_ipc
-from framecast.capture.ring import RingReader, RingWriter
+from framecast.frames.ring import RingReader, RingWriter
 from framecast.proto.messages import VideoFormat
 FMT = VideoFormat(width={FMT.width}, height={FMT.height})
 BASE = (np.arange(FMT.frame_size, dtype=np.uint32) % 251).astype(np.uint8).reshape(FMT.shape)
@@ -50,7 +44,7 @@ for line in sys.stdin:
     command, *args = line.split()
     if command == "write":
         for _ in range(int(args[0])):
-            writer.write(frame(writer.seq + 1), timestamp_ns=writer.seq + 1)
+            writer.send(frame(writer.seq + 1), timestamp_ns=writer.seq + 1)
         say("wrote", writer.seq)
     elif command == "close":
         writer.close()
@@ -180,7 +174,7 @@ def test_frames_cross_processes_intact(children: list[Child]) -> None:
 
 def test_latest_frame_wins(writer: RingWriter, reader: RingReader) -> None:
     for seq in (1, 2, 3):
-        writer.write(expected(seq), timestamp_ns=seq)
+        writer.send(expected(seq), timestamp_ns=seq)
     view = reader.wait_frame(TIMEOUT)
     assert view is not None and reader.seq == 3 and bytes(view) == expected(3).tobytes()
     assert reader.wait_frame(0) is None
@@ -191,15 +185,15 @@ def test_lagging_reader_counts_drops_and_memory_stays_flat(
     writer: RingWriter, reader: RingReader
 ) -> None:
     frame = expected(0)
-    writer.write(frame)
+    writer.send(frame)
     assert reader.wait_frame(TIMEOUT) is not None
     for _ in range(50):  # warm up
-        writer.write(frame)
+        writer.send(frame)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(500):
-            writer.write(frame)
+            writer.send(frame)
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
@@ -237,17 +231,17 @@ def test_held_slot_is_never_overwritten(children: list[Child]) -> None:
 
 def test_last_frame_repeats_until_overwritten(writer: RingWriter, reader: RingReader) -> None:
     assert reader.last_frame() is None
-    writer.write(expected(1))
+    writer.send(expected(1))
     first = reader.wait_frame(TIMEOUT)
     assert first is not None
     assert reader.wait_frame(0) is None
     assert reader.last_frame() is first and bytes(first) == expected(1).tobytes()
     reader.release()
-    writer.write(expected(2))
+    writer.send(expected(2))
     assert reader.last_frame() is first and bytes(first) == expected(1).tobytes()
     reader.release()
     for seq in range(3, 7):
-        writer.write(expected(seq))
+        writer.send(expected(seq))
     assert reader.last_frame() is None
 
 
@@ -269,7 +263,7 @@ def test_wrong_frames_are_refused_with_what_was_expected(
     writer: RingWriter, frame: np.ndarray, message: str
 ) -> None:
     with pytest.raises(FrameFormatError) as caught:
-        writer.write(frame)
+        writer.send(frame)
     assert str(caught.value) == message
     assert caught.value.expected == ((360, 640, 3), "uint8")
     assert caught.value.received == (frame.shape, str(frame.dtype))
@@ -301,7 +295,7 @@ def test_foreign_segment_is_not_opened(size: int, reason: str) -> None:
 
 
 def test_reader_sees_the_stream_closed(writer: RingWriter, reader: RingReader) -> None:
-    writer.write(expected(1))
+    writer.send(expected(1))
     results: list[memoryview | None] = []
     assert reader.wait_frame(TIMEOUT) is not None
     waiting = threading.Thread(target=lambda: results.append(reader.wait_frame(TIMEOUT)))
@@ -312,7 +306,7 @@ def test_reader_sees_the_stream_closed(writer: RingWriter, reader: RingReader) -
 
 
 def test_frames_before_close_are_still_delivered(writer: RingWriter, reader: RingReader) -> None:
-    writer.write(expected(9))
+    writer.send(expected(9))
     writer.close()
     view = reader.wait_frame(TIMEOUT)
     assert view is not None and bytes(view) == expected(9).tobytes()
@@ -338,17 +332,17 @@ def test_killed_producer_is_noticed_and_its_ring_removed(children: list[Child]) 
 def test_killed_reader_leaves_the_producer_running(
     writer: RingWriter, children: list[Child]
 ) -> None:
-    writer.write(expected(1), timestamp_ns=1)
+    writer.send(expected(1), timestamp_ns=1)
     first = Child(READER, writer.name)
     children.append(first)
     assert first.expect("held") == ["1"]
     first.kill()
     for seq in range(2, 52):
-        writer.write(expected(seq), timestamp_ns=seq)
+        writer.send(expected(seq), timestamp_ns=seq)
     with RingReader.open(writer.name) as second:
         view = second.wait_frame(TIMEOUT)
         assert view is not None and second.seq == 51 and bytes(view) == expected(51).tobytes()
-        writer.write(expected(52), timestamp_ns=52)
+        writer.send(expected(52), timestamp_ns=52)
         assert second.wait_frame(TIMEOUT) is not None and second.seq == 52
         assert second.dropped == 0
 
@@ -361,8 +355,8 @@ def test_peer_killed_inside_the_lock_does_not_deadlock(
         children.append(holder)
         holder.expect("locked")
         holder.kill()
-        with caplog.at_level(logging.WARNING, logger="framecast.capture.ring"):
-            assert writer.write(expected(1)) == 1
+        with caplog.at_level(logging.WARNING, logger="framecast.frames.ring"):
+            assert writer.send(expected(1)) == 1
         assert "assuming its holder died" in caplog.text
         assert posix_ipc.Semaphore(writer.name + "-lock").value == 1
         with RingReader.open(writer.name, lock_timeout=0.2) as reader:

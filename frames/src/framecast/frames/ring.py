@@ -56,6 +56,8 @@ import posix_ipc
 
 from framecast.proto.messages import STREAM_ID_PATTERN, ShmTransport, VideoFormat
 
+from .validation import validate_frame
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"FCRING01"
@@ -86,23 +88,6 @@ _I32 = struct.Struct("<i")
 _I32_PAIR = struct.Struct("<ii")
 _U64 = struct.Struct("<Q")
 _U64_PAIR = struct.Struct("<QQ")
-_UINT8 = np.dtype(np.uint8)
-
-
-class FrameFormatError(ValueError):
-    """A frame whose shape or dtype does not match its stream's format."""
-
-    def __init__(
-        self, stream: str, fmt: VideoFormat, shape: tuple[int, ...], dtype: str
-    ) -> None:
-        self.stream = stream
-        self.format = fmt
-        self.expected = (fmt.shape, "uint8")
-        self.received = (tuple(shape), dtype)
-        super().__init__(
-            f"frame has shape {self.received[0]} and dtype {dtype}; stream {stream} expects "
-            f"{fmt.shape} uint8 ({fmt.width}x{fmt.height} {fmt.pix_fmt})"
-        )
 
 
 class RingOpenError(Exception):
@@ -112,14 +97,6 @@ class RingOpenError(Exception):
         self.name = name
         self.reason = reason
         super().__init__(f"cannot open frame ring {name}: {reason}")
-
-
-def validate_frame(frame: np.ndarray, fmt: VideoFormat, stream: str) -> None:
-    """Raises FrameFormatError unless ``frame`` is a uint8 array of ``fmt``'s shape."""
-    if not isinstance(frame, np.ndarray):
-        raise TypeError(f"a frame must be a numpy array, got {type(frame).__name__}")
-    if frame.shape != fmt.shape or frame.dtype != _UINT8:
-        raise FrameFormatError(stream, fmt, frame.shape, str(frame.dtype))
 
 
 def _slot_stride(frame_size: int) -> int:
@@ -256,10 +233,11 @@ class RingWriter:
         """Sequence number of the last frame written (0 before the first)."""
         return self._seq
 
-    def write(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
+    def send(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
         """Copies ``frame`` into the ring and publishes it; returns its sequence number.
 
-        ``timestamp_ns`` is the capture time (``time.time_ns()`` when omitted).
+        ``timestamp_ns`` is the capture time (``time.time_ns()`` when omitted). Never waits for
+        the reader beyond the lock's few header reads and writes.
         """
         if self._closed:
             raise ValueError(f"frame ring {self.name} is closed")
@@ -480,6 +458,11 @@ class RingReader:
         """Removes the ring's names (for a reader that found the producer dead)."""
         _unlink(self.name)
 
+    def discard_if_abandoned(self) -> None:
+        """Removes the ring's names if its producer is dead: nobody else will."""
+        if not self.producer_alive():
+            self.unlink()
+
     def close(self) -> None:
         """Detaches: frees the held slot and unmaps; returned views become invalid."""
         if self._closed:
@@ -494,6 +477,10 @@ class RingReader:
         self._closed = True
         views, self._views = [*self._views, self._base], []
         m.close(views)
+
+    async def aclose(self) -> None:
+        """``close``, awaitable like the NATS reader's (nothing here needs the event loop)."""
+        self.close()
 
     def __enter__(self) -> Self:
         return self

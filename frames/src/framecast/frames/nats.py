@@ -9,7 +9,10 @@ let the server close the connection. Large frames belong on the shared-memory ri
 
 The writer hands nats-py a memoryview of the frame, not ``tobytes()``: nats-py accepts any
 buffer, but still copies the payload while building the protocol command (``b"HPUB ..." +
-headers + payload + b"\\r\\n"``), so a frame is copied there, not here.
+headers + payload + b"\\r\\n"``), so a frame is copied there, not here. ``send`` is blocking,
+like the ring's, so a producer has one way to send whatever the transport: it runs in the
+producer's thread and waits while the client's event loop publishes; once it returns nats-py
+holds its own copy and the caller may refill its frame buffer.
 
 The reader keeps only the newest frame, the way ``ring.RingReader`` does, and offers the same
 interface to a plain thread (the encoder's FFmpeg feeder) while nats-py delivers on its asyncio
@@ -28,9 +31,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from framecast.capture.ring import validate_frame
 from framecast.proto import subjects
-from framecast.proto.messages import VideoFormat
+from framecast.proto.messages import NatsTransport, VideoFormat
+
+from .validation import FrameTooLargeError, validate_frame
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +42,6 @@ SEQ_HEADER = "Framecast-Seq"
 TIMESTAMP_HEADER = "Framecast-Timestamp-Ns"
 DEFAULT_ALIVE_WITHIN_S = 5.0
 _CLOSE_TIMEOUT_S = 5.0
-
-
-class FrameTooLargeError(ValueError):
-    """A frame that does not fit in one message under the server's ``max_payload``."""
-
-    def __init__(self, size: int, max_payload: int) -> None:
-        self.size = size
-        self.max_payload = max_payload
-        super().__init__(
-            f"a frame of {size} bytes (with its headers) exceeds the NATS server's max_payload "
-            f"of {max_payload} bytes: use the shm transport when capture and encoder share a "
-            f"host, or raise max_payload in the NATS server config"
-        )
 
 
 def _headers_size(headers: dict[str, str]) -> int:
@@ -76,30 +67,42 @@ class NatsFrameWriter:
     NATS has no back-pressure, so a producer outrunning the encoder would otherwise fill the
     server's buffer for that connection until the server cuts the encoder off as a slow
     consumer. A skipped frame still takes a sequence number, so the reader counts it dropped.
+
+    Create it on the NATS client's event loop; ``send`` from one other thread.
     """
 
     def __init__(self, nc: Client, subject: str, fmt: VideoFormat, *, paced: bool = True) -> None:
         """``paced=False`` publishes every frame however fast it comes (for measurements)."""
         self.subject = subject
         self.format = fmt
+        self.transport = NatsTransport(subject=subject)
         self.skipped = 0
         self._nc = nc
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._stream = _stream_of(subject)
         self._seq = 0
         self._min_interval = _MIN_INTERVAL / fmt.fps if paced else 0.0
         self._next_at = 0.0
+        self._closed = False
 
     @property
     def seq(self) -> int:
         """Sequence number of the last frame sent (0 before the first)."""
         return self._seq
 
-    async def send(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
+    def send(self, frame: np.ndarray, timestamp_ns: int | None = None) -> int:
         """Publishes ``frame``; returns its sequence number.
 
+        Blocks until nats-py has copied the frame into its outgoing buffer (on the client's
+        loop, which must not be the calling thread), so the caller may reuse ``frame`` at once.
         Raises FrameFormatError for a frame not of the stream's format and FrameTooLargeError
         for one the server would refuse. A frame that is not C-contiguous is copied first.
         """
+        if self._closed:
+            raise ValueError(f"frame writer for {self.subject} is closed")
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("send() waits for the NATS client's loop: call it from another thread")
         validate_frame(frame, self.format, self._stream)
         seq = self._seq + 1
         now = time.monotonic()
@@ -114,9 +117,15 @@ class NatsFrameWriter:
         if size > self._nc.max_payload:
             raise FrameTooLargeError(size, self._nc.max_payload)
         payload = memoryview(np.ascontiguousarray(frame)).cast("B")
-        await self._nc.publish(self.subject, payload, headers=headers)  # type: ignore[arg-type]
+        publish = self._nc.publish(self.subject, payload, headers=headers)  # type: ignore[arg-type]
+        asyncio.run_coroutine_threadsafe(publish, self._loop).result()
         self._seq = seq
         return seq
+
+    def close(self) -> None:
+        """Refuses further frames. The reader learns of the end from the stream's ``StreamEnd``
+        on its control subject, so nothing goes on the frames subject."""
+        self._closed = True
 
 
 class NatsFrameReader:
@@ -127,7 +136,7 @@ class NatsFrameReader:
     first one received, whether lost on the way (gaps in ``Framecast-Seq``) or replaced by a
     newer one before the reader took them. Each frame is its own immutable bytes object, so a
     returned view stays valid as long as it is referenced and ``release`` has nothing to do.
-    ``start`` and ``stop`` run on the NATS client's loop; everything else is thread-safe.
+    ``start`` and ``aclose`` run on the NATS client's loop; everything else is thread-safe.
     """
 
     def __init__(
@@ -218,7 +227,7 @@ class NatsFrameReader:
 
     @property
     def closed(self) -> bool:
-        """Whether ``mark_closed`` (or ``close``/``stop``) was called."""
+        """Whether ``mark_closed`` (or ``close``/``aclose``) was called."""
         return self._closed
 
     def mark_closed(self) -> None:
@@ -231,7 +240,10 @@ class NatsFrameReader:
         """Whether a frame arrived within the last ``alive_within`` seconds."""
         return time.monotonic() - self._received_at < self._alive_within
 
-    async def stop(self) -> None:
+    def discard_if_abandoned(self) -> None:
+        """Nothing to remove: a producer gone from a NATS subject leaves nothing behind."""
+
+    async def aclose(self) -> None:
         """Unsubscribes and marks the stream closed; safe to call twice."""
         self.mark_closed()
         sub, self._sub = self._sub, None
@@ -239,7 +251,7 @@ class NatsFrameReader:
             await sub.unsubscribe()
 
     def close(self) -> None:
-        """``stop`` from any thread: waits for it when called off the client's loop, schedules
+        """``aclose`` from any thread: waits for it when called off the client's loop, schedules
         it when called on the loop."""
         loop = self._loop
         if loop is None or loop.is_closed() or self._sub is None:
@@ -251,6 +263,6 @@ class NatsFrameReader:
             running = None
         if running is loop:
             self.mark_closed()
-            self._stopping = loop.create_task(self.stop())
+            self._stopping = loop.create_task(self.aclose())
         else:
-            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(_CLOSE_TIMEOUT_S)
+            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(_CLOSE_TIMEOUT_S)
