@@ -29,13 +29,13 @@ from framecast.proto.errors import BusError
 from framecast.proto.messages import AuthDecision, Rejected, TokenIssued, TokenRequest
 from framecast.runtime.http import http_server
 from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.mediamtx_api import MediaMTXClient as ControlAPI
 from framecast.runtime.settings import Address, CommonSettings, Url
 
 from .app import create_app
 from .keys import KeyStore
 from .kick import (
     CLAIM_PREFIX,
-    ControlAPI,
     Kicker,
     Revocation,
     claim_key,
