@@ -138,9 +138,13 @@ async def test_health_and_readiness(
     assert (await client.get("/readyz")).json() == {"status": "ready"}
     app = create_app(keystore, verifier, lambda jti: False, lambda d: None, None, ready=lambda: False)
     async with AsyncTestClient(app) as not_ready:
-        assert_problem(await not_ready.get("/readyz"), 503)
+        response = await not_ready.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "not ready", "detail": "dependencies not ready"}
     clock.advance(-60)
-    assert_problem(await client.get("/readyz"), 503)
+    response = await client.get("/readyz")
+    assert response.status_code == 503 and response.headers["content-type"] == "application/json"
+    assert response.json()["status"] == "not ready" and response.json()["detail"]
 
 
 async def test_no_credential_reaches_the_audit_trail_or_the_logs(

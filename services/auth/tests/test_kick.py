@@ -1,14 +1,11 @@
-"""Which live sessions a revocation ends, and the control-API client that lists and kicks them."""
+"""Which live sessions a revocation ends (the control-API client is tested in runtime/tests)."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from framecast.auth import kick
-from framecast.auth.kick import ControlAPI, MediaMTXRefused, Revocation, Session
-from tests.support.fake_mediamtx import FakeMediaMTX
+from framecast.auth.kick import Revocation
+from framecast.runtime.mediamtx_api import Session
 
 
 @pytest.mark.parametrize(
@@ -33,24 +30,3 @@ def test_permission_patterns_select_sessions_as_in_mediamtx() -> None:
     assert not publisher.ends(Session("c", "cams/lobby", "read"))
     assert not publisher.ends(Session("d", "other", "publish"))
     assert Revocation(expires_at=0, paths=("",)).ends(Session("e", "anything", "read"))
-
-
-async def test_the_client_follows_pages_and_names_a_refusal(monkeypatch: pytest.MonkeyPatch, stream_id: str) -> None:
-    monkeypatch.setattr(kick, "ITEMS_PER_PAGE", 2)
-    async with FakeMediaMTX(token="secret", disabled=["srtconns"]) as mtx:
-        mtx.add_path(stream_id)
-        ids = {mtx.add_reader(stream_id, "hlsSession") for _ in range(5)}
-        api = ControlAPI(mtx.url, lambda: "secret")
-        try:
-            assert {s.id for s in await api.sessions("hlssessions")} == ids
-            assert await api.sessions("srtconns") == [], "a server that is off has no list route"
-            assert not await api.kick("hlssessions", str(uuid.uuid4())), "a session already gone"
-        finally:
-            await api.aclose()
-        api = ControlAPI(mtx.url, lambda: "wrong")
-        try:
-            with pytest.raises(MediaMTXRefused) as refused:
-                await api.sessions("hlssessions")
-        finally:
-            await api.aclose()
-    assert refused.value.status == 401

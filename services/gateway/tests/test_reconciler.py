@@ -11,13 +11,13 @@ import pytest
 
 from framecast.devstack.nats import NatsServer
 from framecast.gateway.events import StateView
-from framecast.gateway.mediamtx import MediaMTXClient
 from framecast.gateway.reconciler import Reconciler
 from framecast.gateway.service import lifespan
 from framecast.gateway.settings import GatewaySettings
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.mediamtx_api import MediaMTXClient
 from tests.support.fake_mediamtx import FakeMediaMTX
 from tests.support.services import wait_for_state
 

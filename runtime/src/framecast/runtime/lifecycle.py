@@ -26,7 +26,8 @@ import msgspec
 
 from framecast.proto.errors import FramecastError
 
-from . import logs
+from . import logs, problems
+from .health import HEALTHZ_PATH, READYZ_PATH, probe, readiness
 from .settings import CommonSettings, SettingsError, env_name, load, parse_address
 from .telemetry import Telemetry
 
@@ -91,21 +92,22 @@ Lifespan = Callable[[Runtime[S]], AbstractAsyncContextManager[Any]]
 
 
 async def _health_server(runtime: Runtime[Any], address: str) -> asyncio.Server:
-    """``GET /healthz`` (the process answers) and ``GET /readyz`` (it serves) on a small socket."""
+    """``GET /healthz`` (the process answers) and ``GET /readyz`` (it serves) on a small socket,
+    in the probes' one format (health.py)."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 5)
-            path = line.split(b" ")[1] if line.count(b" ") >= 2 else b""
-            if path == b"/healthz":
-                status, body = "200 OK", b"ok\n"
-            elif path == b"/readyz":
-                status, body = ("200 OK", b"ready\n") if runtime.ready else ("503 Service Unavailable", b"not ready\n")
+            path = line.split(b" ")[1].decode("latin-1") if line.count(b" ") >= 2 else ""
+            found = probe(path, lambda: readiness(runtime.ready, f"{runtime.service} is starting or stopping"))
+            if found is None:
+                code, media = 404, problems.MEDIA_TYPE
+                body = problems.problem_body(problems.answer(404, f"the probes are {HEALTHZ_PATH} and {READYZ_PATH}"))
             else:
-                status, body = "404 Not Found", b"not found\n"
+                (code, body), media = found, "application/json"
             writer.write(
-                f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
-                "connection: close\r\n\r\n".encode() + body
+                f"HTTP/1.1 {code} {problems.title(code)}\r\ncontent-type: {media}\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
             )
             await writer.drain()
         except (TimeoutError, OSError):

@@ -8,7 +8,10 @@ variables (service name, resource attributes, propagators, sampler) are honoured
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -20,6 +23,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+I = TypeVar("I")  # noqa: E741 - the instruments a service defines
 
 
 def _otlp_configured(signal: str) -> bool:
@@ -64,3 +69,19 @@ class Telemetry:
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+def instruments(meter: str, create: Callable[[metrics.Meter], I]) -> Callable[[], I]:
+    """A getter of the instruments ``create`` makes from ``meter``: made once per process, on first use.
+
+    The one way a service defines its metrics: ``_metrics = instruments("framecast.x", create)`` at
+    module level, ``_metrics().frames.add(1)`` where it counts. Made on first use, they come from
+    the provider ``Telemetry.install`` set; made once, an observable instrument keeps its one
+    callback (OpenTelemetry identifies instruments by name and ignores a second registration).
+    """
+
+    @functools.cache
+    def get() -> I:
+        return create(metrics.get_meter(meter))
+
+    return get

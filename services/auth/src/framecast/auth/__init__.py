@@ -3,7 +3,7 @@
 from .app import create_app
 from .hook import Decision, HookRequest, decide
 from .keys import KeyStore, KeyStoreError
-from .kick import ControlAPI, Revocation
+from .kick import Revocation
 from .permissions import Permission, path_matches
 from .ratelimit import FailureLimiter
 from .revocation import RevocationError, Revocations, revocation_of_token, revoke
@@ -14,7 +14,6 @@ from .tokens import TokenError, TokenIssuer, TokenRequestError, TokenVerifier, V
 __all__ = [
     "AuthService",
     "AuthSettings",
-    "ControlAPI",
     "Decision",
     "FailureLimiter",
     "HookRequest",

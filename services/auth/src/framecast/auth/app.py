@@ -19,11 +19,14 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
-from litestar.exceptions import HTTPException
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from framecast.proto.messages import AuthDecision
+from framecast.runtime import health
+from framecast.runtime.health import Health
+from framecast.runtime.problems import exception_handler, problem_response
+from framecast.runtime.telemetry import instruments
 
 from .hook import (
     Decision,
@@ -40,10 +43,10 @@ from .tokens import TokenVerifier
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer("framecast.auth")
-_decisions = metrics.get_meter("framecast.auth").create_counter(
+_decisions = instruments("framecast.auth", lambda meter: meter.create_counter(
     "framecast.auth.decisions", unit="{decision}",
     description="auth hook answers, by action, protocol, decision (allow, deny) and reason",
-)
+))
 
 AuditSink = Callable[[AuthDecision], None]
 """``audit(decision)``: fire-and-forget (the NATS publisher queues it); must not block."""
@@ -73,13 +76,13 @@ def create_app(
     @post(HOOK_PATH, status_code=200)
     async def mediamtx_auth(request: Request[Any, Any, Any]) -> Response[bytes]:
         if request.content_type[0] != "application/json":
-            _decisions.add(1, {"decision": "deny", "reason": "bad_request"})
-            return _problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "the hook expects application/json")
+            _decisions().add(1, {"decision": "deny", "reason": "bad_request"})
+            return problem_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "the hook expects application/json")
         try:
             hook_request = decode_request(await request.body())
         except HookRequestError as exc:
-            _decisions.add(1, {"decision": "deny", "reason": "bad_request"})
-            return _problem(HTTPStatus.BAD_REQUEST, exc.detail)
+            _decisions().add(1, {"decision": "deny", "reason": "bad_request"})
+            return problem_response(HTTPStatus.BAD_REQUEST, exc.detail)
         # A span per decision (MediaMTX sends no trace context: each is a trace of its own),
         # with what was asked and the answer; never the token, password or query.
         with _tracer.start_as_current_span(f"POST {HOOK_PATH}", kind=SpanKind.SERVER) as span:
@@ -97,12 +100,12 @@ def create_app(
                     "framecast.auth.reason": decision.reason, "enduser.id": decision.subject or "",
                 })
             _log(hook_request, decision)
-            _decisions.add(1, {"action": hook_request.action, "protocol": hook_request.protocol,
+            _decisions().add(1, {"action": hook_request.action, "protocol": hook_request.protocol,
                                "decision": outcome, "reason": decision.reason})
             _send(audit, audit_record(hook_request, decision, clock()))
         if decision.allowed:
             return Response(b"", status_code=HTTPStatus.OK, media_type="text/plain")
-        return _problem(HTTPStatus.UNAUTHORIZED, decision.reason)
+        return problem_response(HTTPStatus.UNAUTHORIZED, decision.reason)
 
     @get(JWKS_PATH, sync_to_thread=False)
     def jwks() -> Response[bytes]:
@@ -112,56 +115,21 @@ def create_app(
             headers={"Cache-Control": f"public, max-age={jwks_max_age_s}"},
         )
 
-    @get("/healthz", sync_to_thread=False)
-    def healthz() -> Response[bytes]:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    @get("/readyz", sync_to_thread=False)
-    def readyz() -> Response[bytes]:
+    def readiness() -> Health:
         try:
             keystore.signing_key()
         except KeyStoreError as exc:
-            return _problem(HTTPStatus.SERVICE_UNAVAILABLE, exc.detail)
-        if not ready():
-            return _problem(HTTPStatus.SERVICE_UNAVAILABLE, "dependencies not ready")
-        return Response(b'{"status":"ready"}', media_type="application/json")
+            return health.readiness(False, exc.detail)
+        return health.readiness(ready(), "dependencies not ready")
 
     return Litestar(
-        route_handlers=[mediamtx_auth, jwks, healthz, readyz],
-        exception_handlers={Exception: _on_exception},
+        route_handlers=[mediamtx_auth, jwks, *health.health_routes(readiness)],
+        exception_handlers={Exception: exception_handler(service="auth service", log=logger)},
         request_max_body_size=max_body_bytes,
         openapi_config=None,
         logging_config=None,
         debug=False,
     )
-
-
-def _problem(status: int, detail: str = "", headers: dict[str, str] | None = None) -> Response[bytes]:
-    """An RFC 9457 problem document: a status, its title and a short detail, no internals."""
-    problem: dict[str, object] = {"type": "about:blank", "title": _title(status), "status": status}
-    if detail:
-        problem["detail"] = detail
-    return Response(
-        msgspec.json.encode(problem),
-        status_code=status,
-        media_type="application/problem+json",
-        headers=headers,
-    )
-
-
-def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """Every error Litestar raises (404, 405, 413, …) or we did not expect, as a problem."""
-    if isinstance(exc, HTTPException):
-        return _problem(exc.status_code, headers=dict(exc.headers or {}))
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _problem(HTTPStatus.INTERNAL_SERVER_ERROR)
-
-
-def _title(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 def _log(request: HookRequest, decision: Decision) -> None:

@@ -24,10 +24,11 @@ from framecast.proto.errors import BusError
 from framecast.proto.messages import AuthDecision, Rejected, TokenIssued, TokenRequest
 from framecast.runtime.http import http_server
 from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.mediamtx_api import MediaMTXClient
 
 from .app import create_app
 from .keys import KeyStore
-from .kick import ControlAPI, Kicker
+from .kick import Kicker
 from .ratelimit import FailureLimiter
 from .revocation import Revocations, revoked_bucket
 from .settings import AuthSettings
@@ -89,8 +90,8 @@ async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]
     bus = await Bus.connect(settings.nats_url, client_id=runtime.instance)
     service = AuthService(runtime, bus, keystore)
     subject = f"auth-kicker:{runtime.instance}"
-    api = ControlAPI(settings.mediamtx_api,
-                     lambda: service.issuer.issue_service(subject, ("api",), KICK_TOKEN_TTL_S).token)
+    api = MediaMTXClient(settings.mediamtx_api,
+                         lambda: service.issuer.issue_service(subject, ("api",), KICK_TOKEN_TTL_S).token)
     try:
         kv = await revoked_bucket(bus)
         kicker = Kicker(kv, api, runtime.instance)

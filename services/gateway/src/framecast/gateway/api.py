@@ -1,4 +1,4 @@
-"""The gateway's HTTP routes: streams and their state, start and stop, playback, live events, health.
+"""The gateway's HTTP routes: streams and their state, start and stop, playback, live events; readiness.
 
 Reads come from the in-memory ``StateView``; starting and stopping are requests to the capture
 service and playback tokens requests to the auth service, both over NATS. Every route under
@@ -19,7 +19,6 @@ from litestar.exceptions import ClientException, NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent
-from opentelemetry import metrics
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
@@ -44,8 +43,11 @@ from framecast.proto.messages import (
 )
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.health import Health
+from framecast.runtime.problems import MEDIA_TYPE, Problem
 
 from .events import MediaMTXStatus, StateView, event_stream, last_sequence
+from .metrics import gateway_instruments
 from .settings import GatewaySettings
 from .viewers import Authenticator, NotAllowed, Viewer
 
@@ -57,12 +59,8 @@ __all__ = [
     "StartRequest",
     "StreamView",
     "api_router",
-    "health_routes",
+    "readiness",
 ]
-
-_playbacks = metrics.get_meter("framecast.gateway").create_counter(
-    "framecast.gateway.playbacks", unit="{token}", description="playback URLs and viewer tokens handed out",
-)
 
 READ_YOUR_WRITES_S = 1.0
 """After a start or stop, wait this long at most for the view to show it, so that the caller's
@@ -93,15 +91,6 @@ ViewerDep = NamedDependency[Viewer]
 
 
 # ----- JSON shapes ------------------------------------------------------------------------------
-
-
-class Problem(msgspec.Struct, kw_only=True):
-    """An RFC 9457 problem document (``application/problem+json``)."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str = ""
 
 
 class StatsView(msgspec.Struct, kw_only=True):
@@ -160,12 +149,13 @@ class Playback(msgspec.Struct, kw_only=True):
     expires_at: float
 
 
-class Readiness(msgspec.Struct, kw_only=True):
+class Readiness(Health, kw_only=True, omit_defaults=False):
+    """The probes' readiness (framecast.runtime.health) with what the gateway depends on."""
+
     status: Literal["ready", "not ready"]
     nats: Literal["connected", "disconnected"]
     state: Literal["loaded", "loading"]
     mediamtx: MediaMTXStatus
-    detail: str = ""
 
 
 def stream_view(record: StreamRecord, view: StateView) -> StreamView:
@@ -205,7 +195,7 @@ def _public(source: AnySource | None) -> AnySource | None:
 def _problems(*statuses: int) -> dict[int, ResponseSpec]:
     return {
         status: ResponseSpec(Problem, description=DESCRIPTIONS[status], generate_examples=False,
-                             media_type="application/problem+json")
+                             media_type=MEDIA_TYPE)
         for status in statuses
     }
 
@@ -297,7 +287,7 @@ async def playback(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamIdIn
         TokenRequest(role="viewer", stream_id=stream_id, subject=viewer.subject),
         TokenIssued, service="auth", timeout=gateway.settings.gateway_request_timeout_s,
     )
-    _playbacks.add(1)
+    gateway_instruments().playbacks.add(1)
     settings = gateway.settings
     return Response(
         Playback(
@@ -349,24 +339,13 @@ def api_router() -> Router:
 # ----- probes ---------------------------------------------------------------------------------------
 
 
-@get("/healthz", summary="The gateway process answers", tags=["health"])
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@get("/readyz", summary="NATS connected and the stream states loaded", tags=["health"],
-     responses={503: ResponseSpec(Readiness, description="Not ready; see the fields.", generate_examples=False)})
-async def readyz(gateway: GatewayDep) -> Response[Readiness]:
+def readiness(gateway: Gateway) -> Readiness:
+    """NATS connected and the stream states loaded; MediaMTX's state is shown, never required."""
     view = gateway.view
-    connected = gateway.bus.nc.is_connected
-    readiness = Readiness(
+    return Readiness(
         status="ready" if gateway.ready else "not ready",
-        nats="connected" if connected else "disconnected",
+        nats="connected" if gateway.bus.nc.is_connected else "disconnected",
         state="loaded" if view.loaded else "loading",
         mediamtx=view.mediamtx,
         detail=view.mediamtx_problem,
     )
-    return Response(readiness, status_code=200 if gateway.ready else 503)
-
-
-health_routes = [healthz, readyz]

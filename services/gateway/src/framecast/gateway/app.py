@@ -1,26 +1,22 @@
 """The gateway's ASGI application: routes, the player's static files, OpenAPI, tracing, errors.
 
 ``create_app`` is the one factory (the service's lifespan and the tests both call it). Every
-error leaves through ``problem_for``: one mapping from exceptions to RFC 9457 problem
-documents whose ``detail`` tells the caller what to do, never a stack trace or an internal
-exception's text.
+error leaves through ``problem_for``: the gateway's errors mapped here, the rest by
+``framecast.runtime.problems``, as RFC 9457 problem documents whose ``detail`` tells the caller
+what to do, never a stack trace or an internal exception's text.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import nats.errors
-from litestar import Litestar, Request, Response
+from litestar import Litestar
 from litestar.di import Provide
 from litestar.enums import ScopeType
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
@@ -30,8 +26,10 @@ from opentelemetry import trace
 from opentelemetry.semconv.attributes.http_attributes import HTTP_ROUTE
 
 from framecast.proto.errors import NoResponders, RequestRejected, RequestTimedOut
+from framecast.runtime.health import health_routes
+from framecast.runtime.problems import Answer, answer, exception_handler, problem_answer
 
-from .api import Gateway, Problem, api_router, health_routes
+from .api import Gateway, Readiness, api_router, readiness
 from .viewers import KeysUnavailable, NotAllowed, NotAuthenticated
 
 __all__ = ["STATIC_DIR", "Answer", "create_app", "problem_for"]
@@ -54,75 +52,28 @@ REJECTED_STATUS = {
 }
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A problem document, its headers and (for a bad request) the fields at fault."""
-
-    problem: Problem
-    headers: dict[str, str] = field(default_factory=dict)
-    errors: list[dict[str, str]] = field(default_factory=list)
-
-
-def _problem(status: int, detail: str, **kwargs: Any) -> Answer:
-    return Answer(Problem(title=_title(status), status=status, detail=detail), **kwargs)
-
-
-def _title(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
+def _gateway_answer(exc: Exception) -> Answer | None:
+    """The gateway's own errors and those of the services it asks over NATS."""
+    match exc:
+        case NotAuthenticated():
+            return answer(401, exc.detail, headers={"WWW-Authenticate": exc.challenge})
+        case NotAllowed():
+            return answer(403, str(exc))
+        case KeysUnavailable():
+            return answer(503, str(exc), headers={"Retry-After": "5"})
+        case RequestRejected():
+            return answer(REJECTED_STATUS.get(exc.code, 502), exc.message)
+        case NoResponders() | RequestTimedOut():
+            return answer(503, str(exc), headers={"Retry-After": "5"})
+        case nats.errors.Error():
+            return answer(503, "the gateway's connection to NATS is down; it reconnects on its own, "
+                               "try again shortly", headers={"Retry-After": "5"})
+    return None
 
 
 def problem_for(exc: Exception) -> Answer:
-    """The one place that decides what an exception means to an HTTP caller."""
-    match exc:
-        case NotAuthenticated():
-            return _problem(401, exc.detail, headers={"WWW-Authenticate": exc.challenge})
-        case NotAllowed():
-            return _problem(403, str(exc))
-        case KeysUnavailable():
-            return _problem(503, str(exc), headers={"Retry-After": "5"})
-        case RequestRejected():
-            return _problem(REJECTED_STATUS.get(exc.code, 502), exc.message)
-        case NoResponders() | RequestTimedOut():
-            return _problem(503, str(exc), headers={"Retry-After": "5"})
-        case nats.errors.Error():
-            return _problem(503, "the gateway's connection to NATS is down; it reconnects on its own, "
-                                 "try again shortly", headers={"Retry-After": "5"})
-        case ValidationException():
-            errors = [_field_error(e) for e in exc.extra or () if isinstance(e, dict)]
-            detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
-            return _problem(400, detail or str(exc.detail), errors=errors)
-        case HTTPException() if exc.status_code < 500:
-            return _problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
-    return _problem(500, "the gateway failed to handle this request; the details are in its log")
-
-
-def _field_error(error: dict[str, Any]) -> dict[str, str]:
-    """Litestar's ``{"key", "message", "source"}``, as the field the caller must fix and why."""
-    key = str(error.get("key") or "")
-    source = error.get("source") or ""
-    where = str(getattr(source, "value", source))  # a ParamType member for parameters
-    name = "" if key == "data" else key  # "data" is the whole body: the message names the field
-    if name and where in ("path", "query", "header"):
-        name = f"{name} (in the {where})"
-    return {"field": name, "message": str(error.get("message", "invalid value"))}
-
-
-def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    answer = problem_for(exc)
-    if answer.problem.status == 500:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    body: dict[str, Any] = msgspec.structs.asdict(answer.problem)
-    if answer.errors:
-        body["errors"] = answer.errors
-    return Response(
-        msgspec.json.encode(body),
-        status_code=answer.problem.status,
-        media_type="application/problem+json",
-        headers=answer.headers,
-    )
+    """The one place that decides what an exception means to an HTTP caller of the gateway."""
+    return problem_answer(exc, _gateway_answer, service="gateway")
 
 
 # ----- tracing -------------------------------------------------------------------------------------
@@ -162,10 +113,12 @@ def create_app(gateway: Gateway, *, static_dir: Path = STATIC_DIR) -> Litestar:
         create_static_files_router(path="/", directories=[static_dir], html_mode=True,
                                    include_in_schema=False, name="player"),
     ]
+    probes = health_routes(lambda: readiness(gateway), model=Readiness,
+                           ready_summary="NATS connected and the stream states loaded")
     return Litestar(
-        route_handlers=[api_router(), *health_routes, *static],
+        route_handlers=[api_router(), *probes, *static],
         dependencies={"gateway": Provide(lambda: gateway, use_cache=True, sync_to_thread=False)},
-        exception_handlers={Exception: _on_exception},
+        exception_handlers={Exception: exception_handler(service="gateway", log=log, domain=_gateway_answer)},
         middleware=[name_span_after_route],
         plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(
             scope_span_details_extractor=_span_details, exclude_spans=["receive", "send"],

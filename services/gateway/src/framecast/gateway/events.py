@@ -13,16 +13,13 @@ statistics fanned out from the view's single subscription, with keep-alive comme
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Literal
 
 from litestar.response import ServerSentEventMessage
 from nats.aio.msg import Msg
-from opentelemetry import metrics
 
 from framecast.proto import codec, subjects
 from framecast.proto.bus import Bus
@@ -31,6 +28,7 @@ from framecast.proto.states import TERMINAL, StreamState
 from framecast.proto.store import StateStore
 
 from .mediamtx import PathHealth
+from .metrics import gateway_instruments
 from .viewers import Viewer
 
 __all__ = ["MediaMTXStatus", "StateView", "event_stream", "last_sequence"]
@@ -43,23 +41,6 @@ CLIENT_QUEUE = 256
 transitions (those wait in JetStream until the client reads on)."""
 
 Item = tuple[Literal["transition"], int, StreamTransition] | tuple[Literal["stats"], int, StreamStats]
-
-
-_views: weakref.WeakSet[StateView] = weakref.WeakSet()
-
-
-def _observe_states(_options: object) -> list[metrics.Observation]:
-    counts: collections.Counter[str] = collections.Counter()
-    for view in list(_views):
-        counts.update(record.state.value for record in view.records.values())
-    return [metrics.Observation(counts[state.value], {"state": state.value}) for state in StreamState]
-
-
-_meter = metrics.get_meter("framecast.gateway")
-_meter.create_observable_gauge("framecast.gateway.streams", [_observe_states], unit="{stream}",
-                               description="streams in each lifecycle state, as the gateway sees them")
-_event_streams = _meter.create_up_down_counter("framecast.gateway.event_streams", unit="{connection}",
-                                               description="open server-sent event streams")
 
 
 class StateView:
@@ -75,7 +56,7 @@ class StateView:
         self.closing = False
         self._changed = asyncio.Event()
         self._listeners: set[asyncio.Queue[Item | None]] = set()
-        _views.add(self)
+        gateway_instruments().views.add(self)
 
     # ----- fed from the bus ------------------------------------------------------------------
 
@@ -184,7 +165,7 @@ async def event_stream(
 
     with view.listening(queue):
         pump = asyncio.create_task(transitions(), name="sse-transitions")
-        _event_streams.add(1)
+        gateway_instruments().event_streams.add(1)
         try:
             yield ServerSentEventMessage(comment="framecast events", data=None)
             while not view.closing:
@@ -207,7 +188,7 @@ async def event_stream(
                     data=codec.encode(message).decode(),
                 )
         finally:
-            _event_streams.add(-1)
+            gateway_instruments().event_streams.add(-1)
             pump.cancel()  # its subscription ends in its own task, even if this one is cancelled again
             pump.add_done_callback(_ended)
             log.debug("event client left (stream %s)", stream_id or "*")

@@ -18,9 +18,10 @@ import nats.errors
 from framecast.proto.errors import BusError
 from framecast.proto.states import IllegalTransition, StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.mediamtx_api import MediaMTXClient, MediaMTXError
 
 from .events import StateView
-from .mediamtx import MediaMTXClient, MediaMTXError, PathHealth, path_health
+from .mediamtx import PathHealth, path_health
 
 __all__ = ["Reconciler"]
 

@@ -22,11 +22,11 @@ from framecast.proto.messages import StreamStats, TokenIssued, TokenRequest
 from framecast.proto.store import StateStore
 from framecast.runtime.http import http_server
 from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.mediamtx_api import MediaMTXClient, MediaMTXUnavailable
 
 from .api import Gateway
 from .app import create_app
 from .events import StateView
-from .mediamtx import MediaMTXClient, MediaMTXUnavailable
 from .reconciler import Reconciler
 from .settings import GatewaySettings
 from .viewers import Authenticator

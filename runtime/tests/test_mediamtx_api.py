@@ -1,25 +1,22 @@
-"""The control-API client against a server speaking MediaMTX's API v3 shapes (tests.support)."""
+"""The one control-API client against a server speaking MediaMTX's API v3 shapes (tests.support)."""
 
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
-import msgspec
 import pytest
 
-from framecast.gateway.mediamtx import (
+from framecast.runtime.mediamtx_api import (
     MediaMTXBadResponse,
     MediaMTXClient,
     MediaMTXUnauthorized,
     MediaMTXUnavailable,
-    Path,
-    PathHealth,
     PathNotFound,
-    path_health,
 )
-from tests.support.fake_mediamtx import FakeMediaMTX, path_item
+from tests.support.fake_mediamtx import FakeMediaMTX
 
 TOKEN = "service-token-for-api-action"
 
@@ -49,7 +46,6 @@ async def test_get_decodes_a_live_h264_path(mediamtx: FakeMediaMTX, client: Medi
     assert path.tracks2[0].codecProps is not None
     assert (path.tracks2[0].codecProps.width, path.tracks2[0].codecProps.level) == (1280, "4")
     assert [r.type for r in path.readers] == ["webRTCSession"]
-    assert path_health(path) == PathHealth(live=True, codec="H264", profile="Main", readers=1)
 
 
 async def test_every_request_carries_a_fresh_bearer_token(mediamtx: FakeMediaMTX) -> None:
@@ -159,23 +155,46 @@ async def test_kicking_the_publisher_ends_the_path(mediamtx: FakeMediaMTX) -> No
     assert mediamtx.paths["cam1"]["available"] is False
 
 
-@pytest.mark.parametrize(
-    ("fields", "expected"),
-    [
-        ({}, PathHealth(live=True, codec="H264", profile="Baseline", readers=0)),
-        ({"available": False}, PathHealth(live=False, codec="", profile="", readers=0)),
-        # alwaysAvailable: the offline filler is readable but no real source feeds the path
-        ({"online": False}, PathHealth(live=False, codec="H264", profile="Baseline", readers=0)),
-        ({"profile": "High 4:4:4 Predictive"},
-         PathHealth(live=True, codec="H264", profile="High 4:4:4 Predictive", readers=0)),
-    ],
-)
-def test_path_health(fields: dict[str, object], expected: PathHealth) -> None:
-    path = msgspec.convert(path_item("cam1", **fields), Path)
-    assert path_health(path) == expected
+async def test_session_lists_follow_every_page(mediamtx: FakeMediaMTX, client: MediaMTXClient) -> None:
+    mediamtx.add_path("cam1")
+    ids = {mediamtx.add_reader("cam1", "hlsSession") for _ in range(5)}
+
+    sessions = await client.list_sessions("hlssessions", items_per_page=2)
+
+    assert {s.id for s in sessions} == ids
+    assert {(s.path, s.state) for s in sessions} == {("cam1", "")}, "HLS sessions carry no state"
+    assert len(mediamtx.authorizations) == 3
 
 
-def test_path_health_skips_audio_tracks() -> None:
-    raw = path_item("cam1")
-    raw["tracks2"].insert(0, {"codec": "Opus", "codecProps": {"channelCount": 2}})
-    assert path_health(msgspec.convert(raw, Path)).codec == "H264"
+async def test_a_session_list_of_a_server_that_is_off_is_empty() -> None:
+    async with FakeMediaMTX(token=TOKEN, disabled=["srtconns"]) as mediamtx:
+        async with MediaMTXClient(mediamtx.url, lambda: TOKEN) as api:
+            assert await api.list_sessions("srtconns") == [], "a server that is off has no list route"
+
+
+async def test_a_missing_paths_list_is_a_bad_response(mediamtx: FakeMediaMTX) -> None:
+    def not_found(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="404 page not found")
+
+    async with MediaMTXClient("http://mediamtx.test", transport=httpx.MockTransport(not_found)) as api:
+        with pytest.raises(MediaMTXBadResponse) as caught:
+            await api.list_paths()
+    assert caught.value.status == 404, "no paths route is not the same as no paths"
+
+
+async def test_kick_ends_a_session_and_says_when_it_had_gone(mediamtx: FakeMediaMTX, client: MediaMTXClient) -> None:
+    mediamtx.add_path("cam1")
+    reader = mediamtx.add_reader("cam1", "webRTCSession")
+
+    assert await client.kick("webrtcsessions", reader)
+    assert not await client.kick("webrtcsessions", reader), "a session already gone"
+    assert not await client.kick("hlssessions", str(uuid.uuid4()))
+    assert mediamtx.paths["cam1"]["readers"] == []
+    assert all(header == f"Bearer {TOKEN}" for header in mediamtx.authorizations)
+
+
+async def test_a_kick_with_a_rejected_token_is_unauthorized(mediamtx: FakeMediaMTX) -> None:
+    async with MediaMTXClient(mediamtx.url, lambda: "wrong") as api:
+        with pytest.raises(MediaMTXUnauthorized) as caught:
+            await api.kick("webrtcsessions", str(uuid.uuid4()))
+    assert caught.value.status == 401 and not caught.value.challenged
