@@ -45,6 +45,7 @@ async def test_stream_start_follows_the_stream_to_publishing(nats_server: NatsSe
             code, out, err = await _framecast("stream", "start", stream_id, "--source", "testpattern",
                                               "--size", "320x240", env=env)
             assert code == 0, err
+            assert err == "", "nothing on stderr when all went well (no traceback at exit)"
             assert f"{stream_id}: requested" in out and f"{stream_id}: publishing" in out
             code, out, _ = await _framecast("stream", "list", env=env)
             assert stream_id in out and "publishing" in out
@@ -52,7 +53,8 @@ async def test_stream_start_follows_the_stream_to_publishing(nats_server: NatsSe
             assert code == 1 and "already publishing" in err
             code, out, err = await _framecast("stream", "stop", stream_id, env=env)
             assert code == 0, err
-            assert f"{stream_id}: stopping" in out and f"{stream_id}: stopped" in out, out
+            assert err == ""
+            assert out.count(f"{stream_id}: stopping") == 1 and f"{stream_id}: stopped" in out, out
 
 
 async def test_stream_start_says_once_why_it_is_not_publishing(nats_server: NatsServer, stream_id: str) -> None:
@@ -86,6 +88,13 @@ async def test_stream_commands_without_nats_say_what_to_do() -> None:
     assert "cannot reach NATS at nats://127.0.0.1:1" in err and "Traceback" not in err
 
 
+async def test_a_nats_url_that_is_no_url_is_a_bad_setting_not_a_traceback() -> None:
+    env = dict(os.environ, FRAMECAST_NATS_URL="nats://127.0.0.1:99999")
+    code, _, err = await _framecast("stream", "list", env=env)
+    assert code == 2 and "FRAMECAST_NATS_URL" in err and "is not a NATS URL" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
 async def test_stream_start_without_capture_names_the_missing_service(nats_server: NatsServer, stream_id: str) -> None:
     code, _, err = await _framecast("stream", "start", stream_id, env=dict(os.environ, FRAMECAST_NATS_URL=nats_server.url))
     assert code == 1 and "no capture service is answering" in err
@@ -109,15 +118,20 @@ async def test_capture_stdin_publishes_piped_frames(nats_server: NatsServer, bus
 
 
 async def test_capture_stdin_short_final_frame_is_an_error(nats_server: NatsServer, bus: Bus, stream_id: str) -> None:
+    """Even while an encoder publishes the stream: a cut frame fails it, never a clean stop."""
     store = await StateStore.open(bus, "test")
-    data = bytes(320 * 240 * 3 * 2 + 1000)
-    code, _, err = await _framecast("capture", "stdin", "--stream", stream_id, "--size", "320x240",
-                                    env=dict(os.environ, FRAMECAST_NATS_URL=nats_server.url), stdin=data)
+    data = bytes(320 * 240 * 3 * 30 + 1000)
+    async with RtspReceiver(width=320, height=240, path=stream_id) as rx:
+        encoder = EncoderSettings(nats_url=nats_server.url, mediamtx_rtsp=f"rtsp://127.0.0.1:{rx.port}",
+                                  publish_auth="none")
+        async with running("encoder", encoder, encoder_lifespan):
+            code, _, err = await _framecast("capture", "stdin", "--stream", stream_id, "--size", "320x240",
+                                            env=dict(os.environ, FRAMECAST_NATS_URL=nats_server.url), stdin=data)
     assert code == 1
-    assert "stdin ended in the middle of frame 3: got 1000 of 230400 bytes" in err
+    assert "stdin ended in the middle of frame 31: got 1000 of 230400 bytes" in err
     assert "Traceback" not in err
     record = await wait_for_state(store, stream_id, S.FAILED)
-    assert "middle of frame 3" in record.reason
+    assert "middle of frame 31" in record.reason
 
 
 def test_a_bad_variable_stops_a_service_with_one_line() -> None:

@@ -25,7 +25,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import codec
-from .errors import NatsUnavailable, NoResponders, RequestRejected, RequestTimedOut
+from .errors import BadNatsUrl, NatsUnavailable, NoResponders, RequestRejected, RequestTimedOut
 from .messages import Rejected
 
 log = logging.getLogger("framecast.bus")
@@ -111,6 +111,10 @@ class Bus:
             )
         except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
             raise NatsUnavailable(url, last_error if isinstance(exc, asyncio.TimeoutError) else str(exc)) from None
+        except nats.errors.Error as exc:
+            if "invalid connect url" in str(exc):
+                raise BadNatsUrl(url) from None
+            raise NatsUnavailable(url, str(exc)) from None
         connected = True
         bus = cls(nc, client_id)
         return bus

@@ -30,6 +30,17 @@ class NatsUnavailable(BusError):
         )
 
 
+class BadNatsUrl(BusError):
+    """FRAMECAST_NATS_URL cannot be a NATS server's address (nats-py refused to parse it)."""
+
+    exit_code = 2
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(f"FRAMECAST_NATS_URL: {url!r} is not a NATS URL (nats://host:port, tls://host:port, "
+                         "several separated by commas)")
+
+
 class NoResponders(BusError):
     """Nobody listens on a request subject: the service that answers it is not running."""
 

@@ -32,7 +32,7 @@ TRANSITIONS: dict[StreamState, frozenset[StreamState]] = {
     S.STALLED: frozenset({S.STARTING, S.PUBLISHING, S.LIVE, S.STOPPING, S.FAILED}),
     S.STOPPING: frozenset({S.STOPPED, S.FAILED}),
     S.STOPPED: frozenset({S.REQUESTED}),
-    S.FAILED: frozenset({S.REQUESTED, S.STOPPED}),
+    S.FAILED: frozenset({S.REQUESTED}),
 }
 
 ACTIVE: frozenset[StreamState] = frozenset(

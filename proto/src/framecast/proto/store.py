@@ -9,12 +9,14 @@ its view from the bucket while clients replay history from the stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import nats.errors
 from nats.js import api
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
@@ -214,7 +216,8 @@ class StateStore:
                     continue
                 yield msg.metadata.sequence.stream, event
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(nats.errors.ConnectionClosedError):  # the caller closed the bus first
+                await sub.unsubscribe()
 
 
 def _record(entry: KeyValue.Entry) -> StreamRecord | None:

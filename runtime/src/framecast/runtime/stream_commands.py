@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -129,14 +130,14 @@ async def _start(args: argparse.Namespace) -> int:
     bus = await _connect()
     try:
         store = await StateStore.open(bus, "framecast-cli")
-        events = store.history(args.stream_id, after=await _last_seq(bus))
-        reply = await bus.request(subjects.STREAM_START, request, Accepted, service="capture", timeout=10)
-        printer = EventPrinter(_print)
-        printer(reply.stream)
-        if args.no_wait:
-            return 0
-        return await _wait_for(args.stream_id, events, {StreamState.PUBLISHING, StreamState.LIVE},
-                               args.timeout, printer)
+        async with contextlib.aclosing(store.history(args.stream_id, after=await _last_seq(bus))) as events:
+            reply = await bus.request(subjects.STREAM_START, request, Accepted, service="capture", timeout=10)
+            printer = EventPrinter(_print)
+            printer(reply.stream)
+            if args.no_wait:
+                return 0
+            return await _wait_for(args.stream_id, events, reply.stream.state,
+                                   {StreamState.PUBLISHING, StreamState.LIVE}, args.timeout, printer)
     finally:
         await bus.close()
 
@@ -147,14 +148,18 @@ async def _last_seq(bus: Bus) -> int:
 
 
 async def _wait_for(  # type: ignore[no-untyped-def]
-    stream_id: str, events, goal: set[StreamState], timeout: float, printer: EventPrinter
+    stream_id: str, events, printed: StreamState, goal: set[StreamState], timeout: float, printer: EventPrinter
 ) -> int:
+    """Print ``stream_id``'s events until one reaches ``goal`` (0) or ends the stream (1).
+    ``printed`` is the state the command's reply already showed: its event is not repeated."""
     last = None
 
     async def follow() -> int:
         nonlocal last
+        repeated = printed
         async for _, event in events:
-            if event.state is StreamState.REQUESTED:
+            if event.state is repeated:
+                repeated = None
                 continue
             last = event
             printer(event)
@@ -178,15 +183,16 @@ async def _stop(args: argparse.Namespace) -> int:
     bus = await _connect()
     try:
         store = await StateStore.open(bus, "framecast-cli")
-        events = store.history(args.stream_id, after=await _last_seq(bus))
-        reply = await bus.request(
-            subjects.STREAM_STOP, StopStream(stream_id=args.stream_id), Accepted, service="capture", timeout=10
-        )
-        printer = EventPrinter(_print)
-        printer(reply.stream)
-        if args.no_wait or reply.stream.state in TERMINAL:
-            return 0
-        return await _wait_for(args.stream_id, events, {StreamState.STOPPED}, args.timeout, printer)
+        async with contextlib.aclosing(store.history(args.stream_id, after=await _last_seq(bus))) as events:
+            reply = await bus.request(
+                subjects.STREAM_STOP, StopStream(stream_id=args.stream_id), Accepted, service="capture", timeout=10
+            )
+            printer = EventPrinter(_print)
+            printer(reply.stream)
+            if args.no_wait or reply.stream.state in TERMINAL:
+                return 0
+            return await _wait_for(args.stream_id, events, reply.stream.state, {StreamState.STOPPED},
+                                   args.timeout, printer)
     finally:
         await bus.close()
 
@@ -210,8 +216,9 @@ async def _watch(args: argparse.Namespace) -> int:
     try:
         store = await StateStore.open(bus, "framecast-cli")
         printer = EventPrinter(_print)
-        async for _, event in store.history(args.stream_id):
-            printer(event)
+        async with contextlib.aclosing(store.history(args.stream_id)) as events:
+            async for _, event in events:
+                printer(event)
         return 0
     finally:
         await bus.close()

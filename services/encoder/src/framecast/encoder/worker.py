@@ -172,7 +172,9 @@ class StreamWorker:
             if record is not None and record.state in ACTIVE:
                 await self._move(S.STOPPING, reason)
             await self.shutdown()
-            await self._move(S.STOPPED, record.reason if record and record.state is S.STOPPING else reason)
+            # only a stream still ending: a producer that failed it meanwhile keeps its failure
+            await self._move(S.STOPPED, record.reason if record and record.state is S.STOPPING else reason,
+                             only_from=ACTIVE | {S.STOPPING})
         self.service.release(self)
 
     async def shutdown(self) -> None:
