@@ -113,7 +113,9 @@ class StreamWorker:
         if self._ending and event.kind not in ("stopped", "failed"):
             return
         match event.kind:
-            case "starting" if state in (S.PUBLISHING, S.LIVE, S.STALLED):
+            # a stalled stream stays stalled through its retries (one history event per outage,
+            # not two per retry); its next publish moves it on
+            case "starting" if state in (S.PUBLISHING, S.LIVE):
                 await self._move(S.STARTING, f"restarting FFmpeg: {reason}", cause=reason, attempt=event.attempt)
             case "publishing":
                 await self._move(S.PUBLISHING, f"publishing with {event.encoder}", encoder_kind=event.encoder)
