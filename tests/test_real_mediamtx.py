@@ -297,7 +297,7 @@ async def test_jwt_mode_decides_as_the_hook_does(stack: Stack, tmp_path: Path) -
         other = await stack.token("viewer", stream_id=stream_id + "x")
         proc = await asyncio.create_subprocess_exec(
             FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-tune", "zerolatency",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
             "-f", "rtsp", "-rtsp_transport", "tcp", f"{server.rtsp}/{stream_id}?token={publisher}",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
@@ -424,7 +424,7 @@ async def test_jwt_mode_follows_a_key_rotation(stack: Stack, tmp_path: Path) -> 
         publisher = await stack.token("publisher", stream_id=stream_id)
         proc = await asyncio.create_subprocess_exec(
             FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-tune", "zerolatency",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
             "-f", "rtsp", "-rtsp_transport", "tcp", f"{server.rtsp}/{stream_id}?token={publisher}",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
