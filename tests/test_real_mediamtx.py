@@ -13,16 +13,17 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import imageio_ffmpeg
+import jwt
 import pytest
 
-from framecast.auth import AuthSettings
+from framecast.auth import AuthSettings, KeyStore
 from framecast.auth import lifespan as auth_lifespan
 from framecast.capture.service import lifespan as capture_lifespan
 from framecast.capture.settings import CaptureSettings
@@ -38,7 +39,7 @@ from tests.support.fake_mediamtx import path_item
 from tests.support.real_mediamtx import RealMediaMTX, needs_mediamtx, real_mediamtx
 from tests.support.rtsp import free_port
 from tests.support.rtsp_gate import _Request, hook_payload
-from tests.support.services import running, wait_for_state
+from tests.support.services import eventually, running, wait_for_state
 
 pytestmark = needs_mediamtx
 
@@ -99,6 +100,17 @@ async def ffmpeg(*args: str, timeout: float = 60) -> tuple[int, str]:
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode or 0, err.decode(errors="replace")
+
+
+async def framecast(stack: Stack, *args: str, stdin: str = "") -> str:
+    """Run the ``framecast`` CLI as an operator would, against the stack; its standard output."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; from framecast.runtime.cli import main; sys.exit(main())", *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "FRAMECAST_NATS_URL": stack.nats_url, "FRAMECAST_AUTH_KEY_DIR": str(stack.tmp / "keys")})
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
 
 
 async def get_path(stack: Stack, stream_id: str | None = None) -> dict[str, Any]:
@@ -265,13 +277,7 @@ async def test_revoking_a_viewer_token_ends_its_rtsp_session(stack: Stack) -> No
                 break
             await asyncio.sleep(0.1)  # polling MediaMTX's API
         assert await reading()
-        revoke = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys; from framecast.runtime.cli import main; sys.exit(main())",
-            "token", "revoke", "--token", "-", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**os.environ, "FRAMECAST_NATS_URL": stack.nats_url,
-                                                    "FRAMECAST_AUTH_KEY_DIR": str(stack.tmp / "keys")})
-        out, err = await revoke.communicate(viewer.encode())
-        assert revoke.returncode == 0, err
+        await framecast(stack, "token", "revoke", "--token", "-", stdin=viewer)
         await asyncio.wait_for(reader.wait(), 20)  # MediaMTX ended the session on auth's kick
         code, _ = await ffmpeg("-rtsp_transport", "tcp", "-i", f"{stack.mediamtx.rtsp}/{stack.stream_id}?token={viewer}",
                                "-frames:v", "1", "-f", "null", "-")
@@ -291,7 +297,7 @@ async def test_jwt_mode_decides_as_the_hook_does(stack: Stack, tmp_path: Path) -
         other = await stack.token("viewer", stream_id=stream_id + "x")
         proc = await asyncio.create_subprocess_exec(
             FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-tune", "zerolatency",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
             "-f", "rtsp", "-rtsp_transport", "tcp", f"{server.rtsp}/{stream_id}?token={publisher}",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
@@ -317,6 +323,144 @@ async def test_jwt_mode_decides_as_the_hook_does(stack: Stack, tmp_path: Path) -
                 "path": stream_id, "protocol": "rtsp", "id": None, "query": f"token={token}", "userAgent": ""})
             hook[name] = answer.status_code < 300
     assert decisions == hook == {"viewer": True, "other": False}
+
+
+async def sessions(stack: Stack, kind: str) -> list[str]:
+    """The ids of the ``kind`` sessions (``webrtcsessions``, ``hlssessions``) on the stack's path."""
+    answer = await stack.api(f"/v3/{kind}/list")
+    assert answer.status_code == 200, answer.text
+    return [item["id"] for item in answer.json()["items"] if item.get("path") == stack.stream_id]
+
+
+async def polled(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15) -> None:
+    """Poll MediaMTX (its API has nothing to wait on) until ``check()`` holds, or fail naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_revoking_a_viewer_token_ends_its_webrtc_session(stack: Stack) -> None:
+    pytest.importorskip("aiortc", reason="aiortc is not installed")
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamError
+
+    from tests.support.whep_bridge import loopback_only_ice
+
+    loopback_only_ice()
+    viewer = await stack.token("viewer")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    frames: list[float] = []
+    track_ended = asyncio.Event()
+    receivers: list[asyncio.Task[None]] = []
+
+    async def receive(track: Any) -> None:
+        try:
+            while True:
+                await track.recv()
+                frames.append(asyncio.get_running_loop().time())
+        except MediaStreamError:
+            track_ended.set()
+
+    pc.on("track", lambda track: receivers.append(asyncio.create_task(receive(track))))
+    await pc.setLocalDescription(await pc.createOffer())
+    try:
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(f"{stack.mediamtx.whep}/{stack.stream_id}/whep", content=pc.localDescription.sdp,
+                                       headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {viewer}"})
+        assert answer.status_code == 201, answer.text
+        await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+        await eventually(lambda: len(frames) >= 10, "the WHEP peer receives frames", timeout=20)
+        session = answer.headers["id"]
+        assert session in await sessions(stack, "webrtcsessions")
+
+        await framecast(stack, "token", "revoke", "--token", "-", stdin=viewer)
+        await polled(lambda: _absent(stack, "webrtcsessions", session), "MediaMTX no longer lists the session")
+        await eventually(lambda: track_ended.is_set() or pc.connectionState in ("closed", "failed"),
+                         "the viewer's connection ends", timeout=15)
+        received = len(frames)
+        await asyncio.sleep(0.5)  # no event marks "no more frames": look for half a second
+        assert len(frames) == received, "frames still arrive after the kick"
+    finally:
+        await pc.close()
+        for task in receivers:
+            task.cancel()
+
+
+async def _absent(stack: Stack, kind: str, session: str) -> bool:
+    return session not in await sessions(stack, kind)
+
+
+async def test_revoking_a_viewer_token_ends_its_hls_session(stack: Stack) -> None:
+    viewer = await stack.token("viewer")
+    async with httpx.AsyncClient(timeout=10) as client:
+        playlist = None
+        for _ in range(100):  # MediaMTX answers 404 until its muxer has a first segment
+            playlist = await hls_get(client, f"{stack.mediamtx.hls}/{stack.stream_id}/index.m3u8?token={viewer}")
+            if playlist.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert playlist is not None and playlist.status_code == 200, playlist
+        media = next(line for line in playlist.text.splitlines() if line and not line.startswith("#"))
+        assert (await client.get(f"{stack.mediamtx.hls}/{stack.stream_id}/{media}")).status_code == 200
+        (session,) = await sessions(stack, "hlssessions")
+
+        await framecast(stack, "token", "revoke", "--token", "-", stdin=viewer)
+        await polled(lambda: _absent(stack, "hlssessions", session), "MediaMTX no longer lists the session")
+        # the player's next request, with the session (and the token MediaMTX copied into the URI)
+        after = await client.get(f"{stack.mediamtx.hls}/{stack.stream_id}/{media}")
+        assert after.status_code in (401, 404), (after.status_code, after.text)
+        assert await sessions(stack, "hlssessions") == [], "the revoked token opened a new session"
+
+
+async def test_jwt_mode_follows_a_key_rotation(stack: Stack, tmp_path: Path) -> None:
+    """``authMethod: jwt`` through ``framecast auth rotate-key``: tokens of the current key keep
+    working, and those of the next key once MediaMTX has refreshed the JWKS it caches."""
+    stream_id = stack.stream_id + "rot"
+    jwks_url = f"http://{stack.auth_addr}/.well-known/jwks.json"
+    async with real_mediamtx(tmp_path, stack.auth_addr, auth="jwt") as server, httpx.AsyncClient() as client:
+        publisher = await stack.token("publisher", stream_id=stream_id)
+        proc = await asyncio.create_subprocess_exec(
+            FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
+            "-f", "rtsp", "-rtsp_transport", "tcp", f"{server.rtsp}/{stream_id}?token={publisher}",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+        async def reads(token: str) -> bool:
+            for _ in range(50):  # until the publisher is on the path
+                code, err = await ffmpeg("-rtsp_transport", "tcp", "-i", f"{server.rtsp}/{stream_id}?token={token}",
+                                         "-frames:v", "1", "-f", "null", "-")
+                if code == 0 or "401" in err:
+                    return code == 0
+                await asyncio.sleep(0.2)
+            raise AssertionError(f"no answer from MediaMTX: {err}")
+
+        try:
+            assert await reads(await stack.token("viewer", stream_id=stream_id))  # MediaMTX has the JWKS now
+            current = [key["kid"] for key in (await client.get(jwks_url)).json()["keys"]]
+            await framecast(stack, "auth", "rotate-key")
+            published = [key["kid"] for key in (await client.get(jwks_url)).json()["keys"]]
+            # the running auth service publishes the key rotated by another process (issue 15)
+            assert published[:-1] == current and len(published) == len(current) + 1
+            assert await reads(await stack.token("viewer", stream_id=stream_id)), "the current key stopped working"
+
+            # what auth signs once the next key is current (an hour later): the same claims, the next key
+            keys = KeyStore(stack.tmp / "keys")
+            following = keys.signing_key(keys.records()[-1].not_before_signing)
+            assert following.kid == published[-1]
+            claims = jwt.decode(await stack.token("viewer", stream_id=stream_id), options={"verify_signature": False})
+            next_signed = following.sign({**claims, "jti": "next-key-" + os.urandom(4).hex()})
+            assert not await reads(next_signed), "MediaMTX refetched its JWKS on an unknown kid"
+            refresh = await client.post(f"{server.api}/v3/auth/jwks/refresh",
+                                        headers={"Authorization": f"Bearer {await stack.token('service')}"})
+            assert refresh.status_code == 200, refresh.text
+            assert await reads(next_signed)
+            assert proc.returncode is None, "MediaMTX dropped the publisher"
+        finally:
+            proc.terminate()
+            await proc.wait()
 
 
 async def test_after_a_mediamtx_restart_the_encoder_publishes_again(stack: Stack) -> None:

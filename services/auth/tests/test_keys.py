@@ -81,6 +81,36 @@ def test_reopening_the_directory_keeps_the_keys(keystore: KeyStore, key_dir: Pat
     assert TokenVerifier(reopened, "i", "a", clock=clock).verify(token).subject == "alice"
 
 
+def test_a_rotation_made_by_another_process_is_published_at_once(
+    keystore: KeyStore, key_dir: Path, clock: FakeClock
+) -> None:
+    """``framecast auth rotate-key`` runs beside the service: the service's JWKS lists the next
+    key, and its hook verifies tokens that key signs, without a restart (issue 15)."""
+    current = keystore.signing_key().kid
+    elsewhere = KeyStore(key_dir, clock=clock)  # what the CLI opens
+    new = elsewhere.rotate()
+    assert kids(keystore) == [current, new.kid]
+    assert keystore.records() == elsewhere.records()
+    assert keystore.signing_key().kid == current  # the next key signs only after publish_ahead_s
+    clock.advance(DEFAULT_PUBLISH_AHEAD_S)
+    assert keystore.signing_key().kid == new.kid
+    token = TokenIssuer(elsewhere, "i", "a", clock).issue_viewer("cam1", "alice").token
+    assert TokenVerifier(keystore, "i", "a", clock=clock).verify(token).subject == "alice"
+    assert keystore.rotate().kid != new.kid  # the service's own rotation builds on the reloaded keys
+
+
+def test_a_broken_index_written_elsewhere_keeps_the_keys_loaded(
+    keystore: KeyStore, key_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    jwks = keystore.jwks()
+    (key_dir / "index.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="framecast.auth.keys"):
+        assert keystore.jwks() == jwks
+        assert keystore.jwks() == jwks
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1, "warned once"
+    assert "cannot be used" in caplog.records[0].message
+
+
 def test_jwks_is_what_a_jose_library_can_use(keystore: KeyStore, clock: FakeClock) -> None:
     keystore.rotate()
     token = TokenIssuer(keystore, "i", "a", clock).issue_publisher("cam1", "encoder").token

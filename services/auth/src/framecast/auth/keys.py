@@ -26,7 +26,10 @@ exactly one key and anyone holding the JWKS can recompute it.
 
 On disk: one PKCS#8 PEM file per key (mode 0600) in a 0700 directory, and ``index.json``
 (kid, alg, created_at, not_before_signing, retired_at, expires_at), replaced atomically.
-One process owns a key directory; the lock below only orders threads inside it.
+The running auth service owns the directory, but ``framecast auth rotate-key`` writes it from
+another process: every read first checks whether ``index.json`` was replaced (one ``stat``)
+and reloads it if so, so the service publishes a key rotated elsewhere at once. The lock below
+only orders threads inside one process.
 """
 
 from __future__ import annotations
@@ -157,6 +160,7 @@ class KeyStore:
         self.retention_margin_s = retention_margin_s
         self._lock = threading.RLock()
         self._ensure_directory()
+        self._index_seen: tuple[int, int, int] | None = None
         self._keys: tuple[StoredKey, ...] = self._load()
         now = clock()
         if not self._keys:
@@ -171,6 +175,7 @@ class KeyStore:
     def signing_key(self, now: float | None = None) -> StoredKey:
         """The newest key whose activation time has passed."""
         now = self._now(now)
+        self._refresh()
         for key in reversed(self._keys):
             if key.record.not_before_signing <= now:
                 return key
@@ -179,6 +184,7 @@ class KeyStore:
     def verification_key(self, kid: str, now: float | None = None) -> ec.EllipticCurvePublicKey | None:
         """The public key named ``kid`` if it is published at ``now``; ``None`` otherwise."""
         now = self._now(now)
+        self._refresh()
         for key in self._keys:
             if key.kid == kid and key.record.published(now):
                 return key.public_key
@@ -186,11 +192,13 @@ class KeyStore:
 
     def records(self) -> tuple[KeyRecord, ...]:
         """Every key's record, oldest activation first (expired ones until pruned)."""
+        self._refresh()
         return tuple(k.record for k in self._keys)
 
     def jwks(self, now: float | None = None) -> dict[str, list[dict[str, str]]]:
         """``{"keys": [...]}``: the current key, the next one and retired ones not yet expired."""
         now = self._now(now)
+        self._refresh()
         return {"keys": [k.public_jwk() for k in self._keys if k.record.published(now)]}
 
     def rotate(self, now: float | None = None) -> StoredKey:
@@ -202,7 +210,7 @@ class KeyStore:
         """
         with self._lock:
             now = self._now(now)
-            self.prune(now)
+            self.prune(now)  # reloads a rotation made by another process first
             newest = self._keys[-1]
             if newest.record.not_before_signing > now:
                 return newest
@@ -227,6 +235,7 @@ class KeyStore:
         """Forget keys whose tokens have all expired, deleting their files; returns their kids."""
         with self._lock:
             now = self._now(now)
+            self._refresh()
             gone = tuple(k.kid for k in self._keys if not k.record.published(now))
             if not gone:
                 return ()
@@ -256,6 +265,33 @@ class KeyStore:
     def _now(self, now: float | None) -> float:
         return self.clock() if now is None else now
 
+    def _index_identity(self) -> tuple[int, int, int] | None:
+        """What changes when ``index.json`` is replaced: inode, size, modification time."""
+        try:
+            info = (self.directory / _INDEX).stat()
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def _refresh(self) -> None:
+        """Reload the keys if another process (``framecast auth rotate-key``) replaced the index."""
+        if self._index_identity() == self._index_seen:
+            return
+        with self._lock:
+            seen = self._index_identity()
+            if seen == self._index_seen or seen is None:
+                return
+            try:
+                keys = self._load()
+            except KeyStoreError as exc:
+                logger.warning("kept the keys loaded before: the replaced key index cannot be used (%s)", exc)
+                return
+            if keys:
+                before = {k.kid for k in self._keys}
+                self._keys = keys
+                if added := [k.kid for k in keys if k.kid not in before]:
+                    logger.info("reloaded the key directory: new key(s) %s", ", ".join(added))
+
     def _ensure_directory(self) -> None:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -269,6 +305,7 @@ class KeyStore:
 
     def _load(self) -> tuple[StoredKey, ...]:
         index_path = self.directory / _INDEX
+        self._index_seen = self._index_identity()
         try:
             data = index_path.read_bytes()
         except FileNotFoundError:
@@ -354,6 +391,7 @@ class KeyStore:
                 os.close(dir_fd)
         except OSError as exc:
             raise KeyStoreError(index_path, f"cannot write: {exc.strerror}") from None
+        self._index_seen = self._index_identity()
         self._keys = tuple(sorted(keys, key=lambda k: k.record.not_before_signing))
 
 
