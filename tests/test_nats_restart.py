@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from framecast.devstack.nats import NatsServer
 from framecast.proto.bus import Bus
 from framecast.proto.messages import StreamEnd
@@ -47,3 +49,28 @@ async def test_bus_and_state_survive_a_nats_restart(stream_id: str) -> None:
     finally:
         await bus.close()
         await server.stop()
+
+
+async def test_an_outage_is_logged_when_it_starts_and_ends_not_at_every_retry(
+    stream_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await NatsServer().start()
+    bus = await Bus.connect(server.url, client_id="test-outage")
+    try:
+        caplog.set_level("INFO", logger="framecast.bus")
+        await server.stop(keep_store=True)
+        await asyncio.sleep(2.0)  # the outage itself: nats-py retries about 8 times meanwhile
+        await server.start()
+        await asyncio.wait_for(settle_until_connected(bus), 20)
+    finally:
+        await bus.close()
+        await server.stop()
+    bus_lines = [r for r in caplog.records if r.name == "framecast.bus"]
+    warnings = [r.getMessage() for r in bus_lines if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("lost the connection to NATS"), warnings
+    assert any(r.getMessage().startswith("reconnected to NATS after ") for r in bus_lines)
+
+
+async def settle_until_connected(bus: Bus) -> None:
+    while not bus.nc.is_connected:
+        await asyncio.sleep(0.05)  # nats-py has no awaitable for "reconnected"

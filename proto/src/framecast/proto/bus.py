@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -29,6 +30,9 @@ from .errors import BadNatsUrl, NatsUnavailable, NoResponders, RequestRejected, 
 from .messages import Rejected
 
 log = logging.getLogger("framecast.bus")
+
+OUTAGE_REPORT_S = 30.0
+"""How often a NATS outage that goes on is reported again."""
 tracer = trace.get_tracer("framecast.bus")
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -80,19 +84,41 @@ class Bus:
         connected = False
         last_error = "no answer"
         bus: Bus | None = None
+        # An outage is reported when it starts, every OUTAGE_REPORT_S while it lasts and when it
+        # ends: nats-py retries (and calls back) four times a second, which a log must not echo.
+        outage_since: float | None = None
+        reported_at = 0.0
+
+        def begin_outage(detail: str) -> None:
+            nonlocal outage_since, reported_at
+            if outage_since is None and bus is not None and not bus.closing:
+                outage_since = reported_at = time.monotonic()
+                log.warning("lost the connection to NATS (%s); reconnecting", detail, extra={"nats_url": url})
 
         async def disconnected() -> None:
-            if bus is not None and not bus.closing:
-                log.warning("disconnected from NATS; reconnecting", extra={"nats_url": url})
+            begin_outage(last_error if connected else "disconnected")
 
         async def reconnected() -> None:
-            log.info("reconnected to NATS", extra={"nats_url": url})
+            nonlocal outage_since
+            lasted = f" after {time.monotonic() - outage_since:.1f} s" if outage_since is not None else ""
+            outage_since = None
+            log.info("reconnected to NATS%s", lasted, extra={"nats_url": url})
 
         async def error(exc: Exception) -> None:
-            nonlocal last_error
+            nonlocal last_error, reported_at
             last_error = str(exc) or type(exc).__name__
-            if connected:
+            if not connected:
+                return
+            now = time.monotonic()
+            lost = isinstance(exc, OSError | nats.errors.UnexpectedEOF | nats.errors.StaleConnectionError)
+            if outage_since is None and lost:
+                begin_outage(last_error)  # nats-py reports the lost socket before "disconnected"
+            elif outage_since is None:
                 log.warning("NATS connection error: %s", last_error, extra={"nats_url": url})
+            elif now - reported_at >= OUTAGE_REPORT_S:
+                reported_at = now
+                log.warning("still disconnected from NATS after %.0f s: %s", now - outage_since, last_error,
+                            extra={"nats_url": url})
 
         try:
             nc = await asyncio.wait_for(
