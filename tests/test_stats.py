@@ -52,6 +52,12 @@ async def test_stats_reach_nats_and_metrics(
                     data = metric_reader.get_metrics_data()  # while the stream is still encoded
                 finally:
                     producing.cancel()
+            # the stream ends: its last figures are sent once more, whole
+            last = stats
+            while not (final := await asyncio.wait_for(received.get(), 10)).final:
+                last = final
+    assert final.frames_out >= last.frames_out and final.frames_in >= last.frames_in
+    assert final.frames_in == final.frames_out + final.dropped
     assert stats.encoder_id == "encoder-stats" and stats.encoder_kind == "libx264"
     assert 20 <= stats.fps_out <= 40
     assert stats.restarts == 0

@@ -262,6 +262,8 @@ class StreamStats(Message, kw_only=True, tag="framecast.stream.stats.v1"):
     bitrate_kbps: float = 0.0
     speed: float = 0.0
     at: float
+    final: bool = False
+    """The last statistics of this encoder's run of the stream, sent when it ends."""
 
 
 # ----- auth ----------------------------------------------------------------------------------

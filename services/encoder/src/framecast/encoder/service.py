@@ -15,6 +15,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import msgspec
 from nats.aio.msg import Msg
 from opentelemetry import metrics
 
@@ -152,11 +153,18 @@ class EncoderService:
         return ClaimAccepted(encoder_id=self.instance, encoder_kind=self.encoder_kind)
 
     def release(self, worker: StreamWorker) -> None:
-        """Forget a worker whose stream has ended (the worker stops its own FFmpeg)."""
+        """Forget a worker whose stream has ended (the worker stops its own FFmpeg), and send
+        its final statistics: the frames and drops since the last periodic report are not lost."""
         if self.workers.get(worker.stream_id) is worker:
             del self.workers[worker.stream_id]
             self._counted.pop(worker.stream_id, None)
             self.latest.pop(worker.stream_id, None)
+            final = msgspec.structs.replace(worker.stats(), final=True)
+            self.runtime.spawn(self._publish_final(final), f"final-stats-{worker.stream_id}")
+
+    async def _publish_final(self, stats: StreamStats) -> None:
+        with contextlib.suppress(BusError):
+            await self.bus.publish(subjects.stats(stats.stream_id), stats)
 
     async def on_control(self, message: StreamControl, msg: Msg) -> None:
         if isinstance(message, StreamEnd) and (worker := self.workers.get(message.stream_id)):
