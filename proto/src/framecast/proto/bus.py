@@ -26,7 +26,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import codec
-from .errors import BadNatsUrl, NatsUnavailable, NoResponders, RequestRejected, RequestTimedOut
+from .errors import BadNatsUrl, FramecastError, NatsUnavailable, NoResponders, RequestRejected, RequestTimedOut
 from .messages import Rejected
 
 log = logging.getLogger("framecast.bus")
@@ -252,10 +252,14 @@ class Bus:
                     try:
                         reply = await handler(message, msg)
                     except Exception as exc:
-                        log.exception("handler for %s failed", msg.subject)
-                        span.record_exception(exc)
                         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                        reply = Rejected(code="internal", message="internal error; see the service log")
+                        if isinstance(exc, FramecastError) and exc.rejection:  # the caller's to act on
+                            log.warning("%s", exc, extra={"subject": msg.subject})
+                            reply = Rejected(code=exc.rejection, message=str(exc))  # type: ignore[arg-type]
+                        else:
+                            log.exception("handler for %s failed", msg.subject)
+                            span.record_exception(exc)
+                            reply = Rejected(code="internal", message="internal error; see the service log")
                 if msg.reply and reply is not None:
                     await self.nc.publish(msg.reply, codec.encode(reply), headers=self._headers())
 

@@ -15,6 +15,9 @@ class FramecastError(Exception):
 
     exit_code: ClassVar[int] = 1
     """The exit status of a process this error stops (2: a bad setting or argument)."""
+    rejection: ClassVar[str] = ""
+    """When a request handler raises it: the ``Rejected`` code its caller gets, with the message
+    (empty: the caller gets only "internal error", the details stay in the service's log)."""
 
 
 class BusError(FramecastError):
@@ -66,3 +69,24 @@ class RequestRejected(BusError):
         self.code = code
         self.message = message
         super().__init__(message)
+
+
+class InvalidFormat(FramecastError, ValueError):
+    """A video format framecast cannot encode (odd size, out of range): refused where it is made."""
+
+    exit_code = 2
+    rejection = "bad_request"
+
+
+class CorruptRecord(FramecastError):
+    """A stream's record in the state bucket cannot be read; an operator repairs or deletes it."""
+
+    rejection = "conflict"
+
+    def __init__(self, stream_id: str, detail: str) -> None:
+        self.stream_id = stream_id
+        self.detail = detail
+        super().__init__(
+            f"the record of stream {stream_id} cannot be read ({detail}); `framecast stream repair "
+            f"{stream_id}` marks it failed, `framecast stream delete {stream_id}` removes it"
+        )

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from .errors import InvalidFormat
 from .ids import STREAM_ID_PATTERN as STREAM_ID_PATTERN  # the rule lives in ids.py
 from .states import StreamState
 
@@ -22,8 +23,10 @@ StreamId = Annotated[
         description="1-64 letters, digits, '_' or '-': a NATS token, a KV key and a MediaMTX path.",
     ),
 ]
-Dimension = Annotated[int, Meta(ge=16, le=7680, multiple_of=2, description="Even, 16-7680 px.")]
-Fps = Annotated[int, Meta(ge=1, le=240)]
+MIN_SIZE, MAX_SIZE, MAX_FPS = 16, 7680, 240
+PIX_FMTS = ("bgr24", "rgb24", "gray", "yuv420p")
+Dimension = Annotated[int, Meta(ge=MIN_SIZE, le=MAX_SIZE, multiple_of=2, description="Even, 16-7680 px.")]
+Fps = Annotated[int, Meta(ge=1, le=MAX_FPS)]
 PixFmt = Literal["bgr24", "rgb24", "gray", "yuv420p"]
 Metadata = Annotated[
     dict[str, str], Meta(max_length=32, description="Free-form labels carried with events.")
@@ -40,6 +43,19 @@ class VideoFormat(msgspec.Struct, frozen=True, kw_only=True):
     height: Dimension
     fps: Fps = 30
     pix_fmt: PixFmt = "bgr24"
+
+    def __post_init__(self) -> None:
+        """The same limits as the annotations, for a format made in Python too (msgspec checks
+        annotations only when it decodes): a stream with an odd size must never be announced."""
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and MIN_SIZE <= value <= MAX_SIZE and value % 2 == 0):
+                raise InvalidFormat(f"{name} must be an even number of pixels from {MIN_SIZE} to {MAX_SIZE}, "
+                                    f"got {value!r}")
+        if not (isinstance(self.fps, int) and 1 <= self.fps <= MAX_FPS):
+            raise InvalidFormat(f"fps must be from 1 to {MAX_FPS}, got {self.fps!r}")
+        if self.pix_fmt not in PIX_FMTS:
+            raise InvalidFormat(f"pix_fmt must be one of {', '.join(PIX_FMTS)}, got {self.pix_fmt!r}")
 
     @property
     def frame_size(self) -> int:

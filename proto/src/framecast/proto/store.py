@@ -23,6 +23,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from . import codec, subjects
 from .bus import Bus
+from .errors import CorruptRecord, InvalidFormat
 from .kv import current_entries
 from .messages import StreamRecord, StreamTransition
 from .states import IllegalTransition, StreamState, check_transition
@@ -73,6 +74,7 @@ class StateStore:
         return record
 
     async def _get(self, stream_id: str) -> tuple[StreamRecord | None, int]:
+        """The record and its revision; ``CorruptRecord`` if it cannot be read."""
         try:
             entry = await self.kv.get(stream_id)
         except KeyNotFoundError:
@@ -80,11 +82,59 @@ class StateStore:
         return _record(entry), entry.revision or 0
 
     async def list(self) -> list[StreamRecord]:
-        """Every stream's record, in stream-id order (a snapshot that trusts the server, not
-        nats-py's end-of-initial-values marker: see ``framecast.proto.kv``)."""
-        entries = await current_entries(self.kv)
-        records = [_record(entries[key]) for key in sorted(entries)]
-        return [r for r in records if r is not None]
+        """Every readable stream's record, in stream-id order (a snapshot that trusts the server,
+        not nats-py's end-of-initial-values marker: see ``framecast.proto.kv``). A record that
+        cannot be read is logged, with the command that repairs it, and left out: one bad
+        record must not hide every other stream."""
+        records = []
+        for key, entry in sorted((await current_entries(self.kv)).items()):
+            try:
+                record = _record(entry)
+            except CorruptRecord as exc:
+                log.warning("%s", exc, extra={"stream_id": key})
+                continue
+            if record is not None:
+                records.append(record)
+        return records
+
+    async def delete(self, stream_id: str) -> bool:
+        """Forget a stream's record (an operator's last resort); whether there was one."""
+        try:
+            await self.kv.get(stream_id)
+        except KeyNotFoundError:
+            return False
+        await self.kv.delete(stream_id)
+        log.info("stream %s: record deleted", stream_id, extra={"stream_id": stream_id})
+        return True
+
+    async def repair(self, stream_id: str) -> StreamRecord | None:
+        """Replace a record that cannot be read by a readable one, ``failed`` and saying why, so
+        the stream can be requested again; ``None`` if there is no record. A readable record
+        is left as it is."""
+        while True:
+            try:
+                entry = await self.kv.get(stream_id)
+            except KeyNotFoundError:
+                return None
+            try:
+                record = _record(entry)
+            except CorruptRecord as exc:
+                now = time.time()
+                record = StreamRecord(stream_id=stream_id, state=StreamState.FAILED, since=now, updated_at=now,
+                                      reason=f"record repaired by an operator: it could not be read ({exc.detail})")
+            else:
+                if record is not None:
+                    return record
+                return None
+            try:
+                revision = await self.kv.update(stream_id, codec.encode(record), last=entry.revision)
+            except (KeyWrongLastSequenceError, BadRequestError):
+                continue
+            await self.bus.js_publish(subjects.events(stream_id), StreamTransition(
+                stream_id=stream_id, previous=None, state=record.state, reason=record.reason,
+                actor=self.actor, at=record.since, revision=revision))
+            log.info("stream %s: record repaired (failed)", stream_id, extra={"stream_id": stream_id})
+            return record
 
     async def transition(
         self,
@@ -122,7 +172,7 @@ class StateStore:
                 record = msgspec.structs.replace(
                     current, state=state, reason=reason, since=now, updated_at=now, **fields
                 )
-            data = codec.encode(record)
+            data = _checked(record)
             try:
                 if revision:
                     revision = await self.kv.update(stream_id, data, last=revision)
@@ -170,7 +220,7 @@ class StateStore:
                 return None
             record = msgspec.structs.replace(current, updated_at=time.time(), **fields)
             try:
-                await self.kv.update(stream_id, codec.encode(record), last=revision)
+                await self.kv.update(stream_id, _checked(record), last=revision)
                 return record
             except (KeyWrongLastSequenceError, BadRequestError):
                 await asyncio.sleep(0)
@@ -186,9 +236,11 @@ class StateStore:
                     yield entry.key, None
                     continue
                 try:
-                    yield entry.key, codec.decode(subjects.STATE_BUCKET, entry.value, StreamRecord)
-                except codec.MessageDecodeError as exc:
-                    log.warning("%s", exc)
+                    record = _record(entry)
+                except CorruptRecord as exc:
+                    log.warning("%s", exc, extra={"stream_id": entry.key})
+                    continue
+                yield entry.key, record
         finally:
             await watcher.stop()
 
@@ -221,7 +273,22 @@ class StateStore:
 
 
 def _record(entry: KeyValue.Entry) -> StreamRecord | None:
-    """The entry's record; ``None`` for a deleted stream."""
+    """The entry's record; ``None`` for a deleted stream; ``CorruptRecord`` if unreadable."""
     if entry.value is None or entry.operation in (KV_DEL, KV_PURGE):
         return None
-    return codec.decode(subjects.STATE_BUCKET, entry.value, StreamRecord)
+    try:
+        return codec.decode(subjects.STATE_BUCKET, entry.value, StreamRecord)
+    except codec.MessageDecodeError as exc:
+        where = f"field '{exc.field}': " if exc.field else ""
+        raise CorruptRecord(entry.key, f"{where}{exc.detail}") from None
+
+
+def _checked(record: StreamRecord) -> bytes:
+    """The record's bytes, refused if a reader could not decode them: whatever a writer holds,
+    the bucket never gets a record that would stop its readers."""
+    data = codec.encode(record)
+    try:
+        codec.decode(subjects.STATE_BUCKET, data, StreamRecord)
+    except codec.MessageDecodeError as exc:
+        raise InvalidFormat(f"stream {record.stream_id}: refusing to store an unreadable record ({exc})") from None
+    return data

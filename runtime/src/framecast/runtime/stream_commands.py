@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.errors import FramecastError
+from framecast.proto.errors import CorruptRecord, FramecastError
 from framecast.proto.ids import InvalidStreamId, check_stream_id
 from framecast.proto.messages import (
     SOURCE_INPUTS,
@@ -96,6 +96,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     watch = sub.add_parser("watch", help="print lifecycle events (history first, then live)")
     watch.add_argument("stream_id", nargs="?")
     watch.set_defaults(run=lambda a: _run_async(_watch(a)))
+
+    repair = sub.add_parser("repair", help="mark a stream whose record cannot be read as failed")
+    repair.add_argument("stream_id", type=stream_id_arg)
+    repair.set_defaults(run=lambda a: _run_async(_repair(a)))
+
+    delete = sub.add_parser("delete", help="forget a stream's record (stop it first)")
+    delete.add_argument("stream_id", type=stream_id_arg)
+    delete.set_defaults(run=lambda a: _run_async(_delete(a)))
 
 
 def _run_async(coro: object) -> int:
@@ -222,3 +230,37 @@ async def _watch(args: argparse.Namespace) -> int:
         return 0
     finally:
         await bus.close()
+
+
+async def _repair(args: argparse.Namespace) -> int:
+    bus = await _connect()
+    try:
+        record = await (await StateStore.open(bus, "framecast-cli")).repair(args.stream_id)
+    finally:
+        await bus.close()
+    if record is None:
+        print(f"framecast: no stream {args.stream_id}", file=sys.stderr)
+        return 1
+    print(f"{args.stream_id}: {record.state}" + (f" ({record.reason})" if record.reason else ""))
+    return 0
+
+
+async def _delete(args: argparse.Namespace) -> int:
+    bus = await _connect()
+    try:
+        store = await StateStore.open(bus, "framecast-cli")
+        try:
+            record = await store.get(args.stream_id)
+        except CorruptRecord:
+            record = None  # unreadable: nothing can be running it
+        if record is not None and record.state not in TERMINAL:
+            print(f"framecast: {args.stream_id} is {record.state}; `framecast stream stop {args.stream_id}` first",
+                  file=sys.stderr)
+            return 1
+        if not await store.delete(args.stream_id):
+            print(f"framecast: no stream {args.stream_id}", file=sys.stderr)
+            return 1
+    finally:
+        await bus.close()
+    print(f"{args.stream_id}: deleted")
+    return 0
