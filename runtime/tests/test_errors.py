@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -88,29 +88,30 @@ def test_service_stopped_by_an_error_prints_one_line_and_exits_1() -> None:
     ]
 
 
-def test_an_http_service_on_a_busy_address_prints_one_line_and_exits_1() -> None:
+@pytest.fixture
+def busy_address() -> Iterator[str]:
+    """``host:port`` of a socket this test holds listening."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        address = f"127.0.0.1:{busy.getsockname()[1]}"
-        done = _run(["-c", BUSY_HTTP_SERVICE, address], FRAMECAST_LOG_LEVEL="error")
+        yield f"127.0.0.1:{busy.getsockname()[1]}"
+
+
+def test_an_http_service_on_a_busy_address_prints_one_line_and_exits_1(busy_address: str) -> None:
+    done = _run(["-c", BUSY_HTTP_SERVICE, busy_address], FRAMECAST_LOG_LEVEL="error")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [
-        f"framecast demo: cannot listen on {address}: Address already in use; stop what uses it or set "
+        f"framecast demo: cannot listen on {busy_address}: Address already in use; stop what uses it or set "
         "FRAMECAST_DEMO_ADDR"
     ]
 
 
-def test_cannot_listen_is_a_framecast_error_naming_the_variable() -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        address = f"127.0.0.1:{busy.getsockname()[1]}"
-        with pytest.raises(CannotListen) as caught:
-            listen(address, "FRAMECAST_DEMO_ADDR")
+def test_cannot_listen_is_a_framecast_error_naming_the_variable(busy_address: str) -> None:
+    with pytest.raises(CannotListen) as caught:
+        listen(busy_address, "FRAMECAST_DEMO_ADDR")
     assert isinstance(caught.value, FramecastError) and caught.value.exit_code == 1
-    assert caught.value.variable == "FRAMECAST_DEMO_ADDR" and caught.value.address == address
+    assert caught.value.variable == "FRAMECAST_DEMO_ADDR" and caught.value.address == busy_address
 
 
 @contextlib.asynccontextmanager
