@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from framecast.runtime.procs import die_with_parent
+from framecast.runtime.procs import die_with_parent, stop_process_sync
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SELF = 0
@@ -94,20 +94,10 @@ def spawn(command: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
     """Close its stdin, wait ``grace`` s, then SIGTERM, then SIGKILL its group; its exit code."""
-    if proc.stdin is not None:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
-        if sig is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
-        try:
-            proc.wait(grace if sig is None else 2.0)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    _children.discard(proc)
-    return proc.returncode
+    try:
+        return stop_process_sync(proc, close_stdin=True, grace_s=grace, term_grace_s=2.0)
+    finally:
+        _children.discard(proc)
 
 
 def kill_all() -> None:

@@ -17,6 +17,7 @@ import posix_ipc
 import pytest
 
 from framecast.frames import FrameFormatError, RingOpenError, RingReader, RingWriter, sweep_stale
+from framecast.proto.ids import InvalidStreamId
 from framecast.proto.messages import ShmTransport, VideoFormat
 
 FMT = VideoFormat(width=640, height=360)
@@ -273,7 +274,7 @@ def test_wrong_frames_are_refused_with_what_was_expected(
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 3 slots"):
         RingWriter.create("cam1", FMT, slots=2)
-    with pytest.raises(ValueError, match="stream id 'a/b'"):
+    with pytest.raises(InvalidStreamId, match="'a/b' is not a stream id"):
         RingWriter.create("a/b", FMT)
     with pytest.raises(RingOpenError, match="no such shared-memory segment") as caught:
         RingReader.open("/framecast-nothing-00000000")

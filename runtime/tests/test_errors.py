@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -17,8 +18,9 @@ from framecast.encoder.probe import NoUsableEncoder
 from framecast.proto.errors import BusError, FramecastError, NatsUnavailable
 from framecast.runtime.cli import main
 from framecast.runtime.ffmpeg import FFmpegNotFound
+from framecast.runtime.http import listen
 from framecast.runtime.lifecycle import Runtime, serve
-from framecast.runtime.settings import CommonSettings, SettingsError
+from framecast.runtime.settings import CannotListen, CommonSettings, SettingsError
 
 FAILING_SERVICE = """
 import contextlib, sys
@@ -42,7 +44,7 @@ def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("error_type", [BusError, SettingsError, FFmpegNotFound, NoUsableEncoder,
-                                        KeyStoreError, SourceError])
+                                        KeyStoreError, SourceError, CannotListen])
 def test_every_operator_error_is_a_framecast_error(error_type: type[Exception]) -> None:
     assert issubclass(error_type, FramecastError)
 
@@ -61,6 +63,21 @@ def test_service_with_a_bad_setting_prints_one_line_and_exits_2() -> None:
     ]
 
 
+BUSY_HTTP_SERVICE = """
+import contextlib, sys
+from framecast.runtime.http import http_server
+from framecast.runtime.lifecycle import run
+from framecast.runtime.settings import CommonSettings
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime):
+    async with http_server(lambda scope, receive, send: None, sys.argv[1], variable="FRAMECAST_DEMO_ADDR"):
+        yield
+
+sys.exit(run("demo", CommonSettings, lifespan))
+"""
+
+
 def test_service_stopped_by_an_error_prints_one_line_and_exits_1() -> None:
     done = _run(["-c", FAILING_SERVICE], FRAMECAST_LOG_LEVEL="error")
     assert done.returncode == 1
@@ -69,6 +86,32 @@ def test_service_stopped_by_an_error_prints_one_line_and_exits_1() -> None:
         "framecast demo: FFmpeg not found (nothing on PATH); set FRAMECAST_FFMPEG to an ffmpeg binary "
         "or install the imageio-ffmpeg wheel"
     ]
+
+
+@pytest.fixture
+def busy_address() -> Iterator[str]:
+    """``host:port`` of a socket this test holds listening."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield f"127.0.0.1:{busy.getsockname()[1]}"
+
+
+def test_an_http_service_on_a_busy_address_prints_one_line_and_exits_1(busy_address: str) -> None:
+    done = _run(["-c", BUSY_HTTP_SERVICE, busy_address], FRAMECAST_LOG_LEVEL="error")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        f"framecast demo: cannot listen on {busy_address}: Address already in use; stop what uses it or set "
+        "FRAMECAST_DEMO_ADDR"
+    ]
+
+
+def test_cannot_listen_is_a_framecast_error_naming_the_variable(busy_address: str) -> None:
+    with pytest.raises(CannotListen) as caught:
+        listen(busy_address, "FRAMECAST_DEMO_ADDR")
+    assert isinstance(caught.value, FramecastError) and caught.value.exit_code == 1
+    assert caught.value.variable == "FRAMECAST_DEMO_ADDR" and caught.value.address == busy_address
 
 
 @contextlib.asynccontextmanager

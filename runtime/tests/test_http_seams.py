@@ -21,6 +21,7 @@ from framecast.runtime.lifecycle import Runtime, serve
 from framecast.runtime.problems import answer, exception_handler, problem_answer
 from framecast.runtime.settings import CommonSettings
 from framecast.runtime.telemetry import instruments
+from tests.support.services import eventually
 
 log = logging.getLogger("framecast.test.http")
 
@@ -96,10 +97,7 @@ async def test_the_raw_socket_probes_answer_the_same_format(free_port: int) -> N
     url = f"http://127.0.0.1:{free_port}"
     try:
         async with httpx.AsyncClient(base_url=url) as client:
-            for _ in range(200):
-                if runtime.ready:
-                    break
-                await asyncio.sleep(0.01)
+            await eventually(lambda: runtime.ready, "the probe service ready", 2)
             assert (await client.get("/healthz")).json() == {"status": "ok"}
             ready = await client.get("/readyz")
             assert (ready.status_code, ready.json()) == (200, {"status": "ready"})

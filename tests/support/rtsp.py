@@ -30,6 +30,7 @@ from typing import Self
 import numpy as np
 
 from tests.support.rtsp_gate import RtspGate
+from tests.support.services import eventually
 
 _INPUT_LINE = re.compile(rb"^Input #0, rtsp")
 _SHOWINFO = re.compile(rb"\bn:\s*(\d+).*?\biskey:(\d).*?\btype:([IPBS?])")
@@ -277,12 +278,11 @@ class RtspReceiver:
         started.set()
 
     async def _until_listening(self, proc: asyncio.subprocess.Process) -> bool:
-        deadline = time.monotonic() + 10.0
-        while proc.returncode is None and time.monotonic() < deadline:
-            if is_listening(self.gate.upstream_port):
-                return True
-            await asyncio.sleep(0.01)  # polling /proc: nothing to wait on for a bind
-        return False
+        # polling /proc: nothing to wait on for a bind
+        with contextlib.suppress(AssertionError):
+            await eventually(lambda: proc.returncode is not None or is_listening(self.gate.upstream_port),
+                             "FFmpeg listening", 10.0)
+        return proc.returncode is None and is_listening(self.gate.upstream_port)
 
     async def _read_log(
         self, proc: asyncio.subprocess.Process, connected: asyncio.Event, recording: Path | None

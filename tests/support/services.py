@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from framecast.proto.states import StreamState
@@ -18,14 +18,10 @@ async def running(service: str, settings: Any, lifespan: Lifespan[Any], *, insta
     """Start ``lifespan`` as service ``service``; wait until it is ready; stop it on exit."""
     runtime = Runtime(service, settings, instance)
     task = asyncio.create_task(serve(runtime, lifespan, handle_signals=False))
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not runtime.ready:
-        if task.done():
-            task.result()
-            raise RuntimeError(f"{service} stopped before it was ready (exit code {runtime.exit_code})")
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"{service} not ready after {timeout} s")
-        await asyncio.sleep(0.02)
+    await eventually(lambda: runtime.ready or task.done(), f"{service} ready", timeout)
+    if task.done():
+        task.result()
+        raise RuntimeError(f"{service} stopped before it was ready (exit code {runtime.exit_code})")
     try:
         yield runtime
     finally:
@@ -53,8 +49,11 @@ async def wait_for_state(store: StateStore, stream_id: str, *states: StreamState
         raise AssertionError(f"{stream_id} never reached {[s.value for s in states]}; last: {last}") from None
 
 
-async def eventually(predicate: Any, what: str, timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds (checked every 20 ms), or fail naming ``what``."""
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (checked every 20 ms), or fail naming ``what``.
+
+    The one polling helper of the tests, for state with nothing to wait on (a flag, /proc, a log);
+    where there is an event, a queue or a watch, wait on that instead."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:

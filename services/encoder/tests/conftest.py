@@ -351,21 +351,7 @@ def pid_gone(pid: int) -> bool:
         return True
 
 
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` (for state with nothing to wait on, like /proc) until true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g} s")
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 def gone() -> Callable[[int], bool]:
     return pid_gone
-
-
-@pytest.fixture
-def wait_until() -> Callable[..., Awaitable[None]]:
-    return until
 

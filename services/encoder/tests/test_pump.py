@@ -12,6 +12,7 @@ import numpy as np
 
 from framecast.encoder.pump import PIPE_SIZE, Pump
 from framecast.proto.messages import VideoFormat
+from tests.support.services import eventually
 
 F_GETPIPE_SZ = 1032
 
@@ -119,7 +120,7 @@ async def test_paused_producer_gets_heartbeat_repeats(  # type: ignore[no-untype
 
 
 async def test_broken_pipe_waits_for_the_next_ffmpeg(  # type: ignore[no-untyped-def]
-    reader, producer, fmt: VideoFormat, counter, wait_until
+    reader, producer, fmt: VideoFormat, counter
 ) -> None:
     first = PipeSink(fmt, counter, die_after=3)  # then EPIPE for the pump's next write
     pump = Pump(reader, fmt.fps)
@@ -128,7 +129,7 @@ async def test_broken_pipe_waits_for_the_next_ffmpeg(  # type: ignore[no-untyped
     os.close(first.write_fd)
     producer()
     first.join()
-    await wait_until(lambda: pump.write_errors == 1, 5, "EPIPE noticed")
+    await eventually(lambda: pump.write_errors == 1, "EPIPE noticed", 5)
     assert pump.stats.write_errors == 1
     second = PipeSink(fmt, counter)
     pump.attach(second.write_fd)

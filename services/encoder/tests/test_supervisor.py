@@ -12,12 +12,13 @@ from pathlib import Path
 from framecast.encoder.supervisor import SupervisorPolicy, server_unreachable
 from framecast.proto.messages import VideoFormat
 from tests.support.rtsp import RtspReceiver, free_port
+from tests.support.services import eventually
 
 TOKEN = "s3cr3t-T0KEN"
 
 
 async def test_restarts_after_ffmpeg_is_killed(  # type: ignore[no-untyped-def]
-    stream, producer, receiver: RtspReceiver, token_url, counter, gone, wait_until
+    stream, producer, receiver: RtspReceiver, token_url, counter, gone
 ) -> None:
     producer()
     urls = token_url(receiver.url, ready=receiver.wait_listening)
@@ -41,7 +42,7 @@ async def test_restarts_after_ffmpeg_is_killed(  # type: ignore[no-untyped-def]
     assert supervisor.restarts == 1
     assert urls.calls == 2  # a fresh URL (token) for every start
     assert pump.write_errors <= 1  # the write that met the dead pipe, if one was under way
-    await wait_until(lambda: gone(first), 5, "killed FFmpeg reaped")
+    await eventually(lambda: gone(first), "killed FFmpeg reaped", 5)
 
 
 async def test_backs_off_while_the_server_is_down_then_recovers(  # type: ignore[no-untyped-def]
@@ -144,7 +145,7 @@ async def test_gives_up_after_too_many_restarts(  # type: ignore[no-untyped-def]
 
 
 async def test_stalled_ffmpeg_is_replaced(  # type: ignore[no-untyped-def]
-    stream, producer, receiver: RtspReceiver, token_url, gone, wait_until
+    stream, producer, receiver: RtspReceiver, token_url, gone
 ) -> None:
     producer()
     supervisor, _, events = await stream(token_url(receiver.url))
@@ -155,7 +156,7 @@ async def test_stalled_ffmpeg_is_replaced(  # type: ignore[no-untyped-def]
     stalled = await events.wait_for("stalled", timeout=10)
     assert "no progress for 2 s" in stalled.reason and stalled.pid == frozen
     await events.wait_for("publishing", count=2, timeout=15)
-    await wait_until(lambda: gone(frozen), 5, "stalled FFmpeg killed")
+    await eventually(lambda: gone(frozen), "stalled FFmpeg killed", 5)
 
 
 async def test_stop_leaves_no_process_behind(  # type: ignore[no-untyped-def]
@@ -263,7 +264,7 @@ asyncio.run(main())
 
 
 async def test_ffmpeg_dies_with_a_killed_parent(  # type: ignore[no-untyped-def]
-    ffmpeg_exe: str, tmp_path: Path, gone, wait_until
+    ffmpeg_exe: str, tmp_path: Path, gone
 ) -> None:
     # A server that accepts and never answers: FFmpeg blocks in its RTSP handshake, where
     # neither EOF on stdin nor anything else would end it - only PR_SET_PDEATHSIG.
@@ -289,7 +290,7 @@ async def test_ffmpeg_dies_with_a_killed_parent(  # type: ignore[no-untyped-def]
         assert not gone(ffmpeg_pid)
         child.kill()
         await child.wait()
-        await wait_until(lambda: gone(ffmpeg_pid), 5, "FFmpeg of a SIGKILLed parent")
+        await eventually(lambda: gone(ffmpeg_pid), "FFmpeg of a SIGKILLed parent", 5)
     finally:
         if child.returncode is None:
             child.kill()

@@ -44,7 +44,6 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-import re
 import secrets
 import struct
 import time
@@ -54,7 +53,8 @@ from typing import Self
 import numpy as np
 import posix_ipc
 
-from framecast.proto.messages import STREAM_ID_PATTERN, ShmTransport, VideoFormat
+from framecast.proto.ids import check_stream_id
+from framecast.proto.messages import ShmTransport, VideoFormat
 
 from .validation import validate_frame
 
@@ -204,8 +204,7 @@ class RingWriter:
         *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
     ) -> RingWriter:
         """Creates a new ring for ``stream_id``; announce ``.transport`` to the encoder."""
-        if not re.fullmatch(STREAM_ID_PATTERN, stream_id):
-            raise ValueError(f"stream id {stream_id!r} must match {STREAM_ID_PATTERN}")
+        check_stream_id(stream_id)
         if slots < 3:
             raise ValueError(f"a frame ring needs at least 3 slots, got {slots}")
         name = f"/{NAME_PREFIX}{stream_id}-{secrets.token_hex(4)}"

@@ -14,13 +14,13 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from .settings import parse_address
+from .settings import CannotListen, parse_address
 
 SHUTDOWN_GRACE_S = 3.0
 
 
 def listen(address: str, variable: str) -> socket.socket:
-    """A listening socket on ``address``; exits with one line naming ``variable`` if it is busy."""
+    """A listening socket on ``address``; :class:`CannotListen` (naming ``variable``) if it is busy."""
     host, port = parse_address(address)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -29,8 +29,7 @@ def listen(address: str, variable: str) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise SystemExit(f"framecast: cannot listen on {address}: {exc.strerror or exc}; stop what uses it or set {variable}") \
-            from None
+        raise CannotListen(variable, address, exc.strerror or str(exc)) from None
     sock.setblocking(False)
     return sock
 

@@ -28,7 +28,7 @@ from framecast.proto.errors import FramecastError
 
 from . import logs, problems
 from .health import HEALTHZ_PATH, READYZ_PATH, probe, readiness
-from .settings import CommonSettings, SettingsError, env_name, load, parse_address
+from .settings import CannotListen, CommonSettings, SettingsError, env_name, load, parse_address
 from .telemetry import Telemetry
 
 log = logging.getLogger("framecast.runtime")
@@ -123,9 +123,7 @@ async def _health_server(runtime: Runtime[Any], address: str) -> asyncio.Server:
     try:
         return await asyncio.start_server(answer, host, port)
     except OSError as exc:
-        raise FramecastError(
-            f"cannot listen on {address}: {exc.strerror or exc}; stop what uses it or set {variable}"
-        ) from None
+        raise CannotListen(variable, address, exc.strerror or str(exc)) from None
 
 
 async def serve(runtime: Runtime[S], lifespan: Lifespan[S], *, handle_signals: bool = True) -> int:

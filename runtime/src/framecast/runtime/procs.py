@@ -4,7 +4,7 @@ Every process the dev stack, capture and the encoder start gets its own process 
 parent-death signal (:func:`die_with_parent`), so even a SIGKILL of the parent leaves no
 orphan behind: the kernel sends SIGKILL to the child when the parent *thread* that forked it
 exits. :func:`stop_process` is the one stop sequence: close stdin, then SIGTERM, then SIGKILL,
-each with a timeout.
+each with a timeout (:func:`stop_process_sync` runs it without an event loop).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 _PR_SET_PDEATHSIG = 1
 _POLL_S = 0.02
@@ -77,6 +77,29 @@ def _close_stdin(proc: Process) -> None:
             stdin.close()
 
 
+def _stop_sequence(
+    proc: Process, close_stdin: bool | Callable[[], None], grace_s: float, term_grace_s: float, group: bool,
+) -> Iterator[float | None]:
+    """The stop sequence's actions, in order; yields how long to wait for an exit after each."""
+    if close_stdin is True:
+        _close_stdin(proc)
+    elif callable(close_stdin):
+        close_stdin()
+    steps: tuple[tuple[signal.Signals | None, float | None], ...] = (
+        (None, grace_s),
+        (signal.SIGTERM, term_grace_s),
+        (signal.SIGKILL, None),
+    )
+    for sig, grace in steps:
+        if _exited(proc):
+            return
+        if sig is not None:
+            _signal(proc, sig, group)
+        elif not grace:
+            continue
+        yield grace
+
+
 async def stop_process(
     proc: Process,
     *,
@@ -95,22 +118,22 @@ async def stop_process(
     Signals go to the child's process group (``group``; children here start in their own
     session), so helpers it started go with it.
     """
-    if close_stdin is True:
-        _close_stdin(proc)
-    elif callable(close_stdin):
-        close_stdin()
-    steps: tuple[tuple[signal.Signals | None, float | None], ...] = (
-        (None, grace_s),
-        (signal.SIGTERM, term_grace_s),
-        (signal.SIGKILL, None),
-    )
-    for sig, grace in steps:
-        if _exited(proc):
-            break
-        if sig is not None:
-            _signal(proc, sig, group)
-        elif not grace:
-            continue
+    for grace in _stop_sequence(proc, close_stdin, grace_s, term_grace_s, group):
         with contextlib.suppress(TimeoutError):
             await _wait(proc, grace)
+    return proc.returncode
+
+
+def stop_process_sync(
+    proc: subprocess.Popen,  # type: ignore[type-arg]
+    *,
+    close_stdin: bool | Callable[[], None] = False,
+    grace_s: float = 0.0,
+    term_grace_s: float = 5.0,
+    group: bool = True,
+) -> int | None:
+    """:func:`stop_process` for code without an event loop (the benchmarks): the same sequence."""
+    for grace in _stop_sequence(proc, close_stdin, grace_s, term_grace_s, group):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(grace)
     return proc.returncode

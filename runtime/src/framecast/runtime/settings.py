@@ -46,6 +46,16 @@ class SettingsError(FramecastError):
         super().__init__(f"{variable}: {problem}")
 
 
+class CannotListen(FramecastError):
+    """A valid ``host:port`` setting that cannot be bound (busy, or not an address of this host)."""
+
+    def __init__(self, variable: str, address: str, reason: str) -> None:
+        self.variable = variable
+        self.address = address
+        self.reason = reason
+        super().__init__(f"cannot listen on {address}: {reason}; stop what uses it or set {variable}")
+
+
 class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Settings every framecast service reads."""
 

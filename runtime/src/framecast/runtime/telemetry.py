@@ -11,18 +11,12 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+if TYPE_CHECKING:
+    pass
 
 I = TypeVar("I")  # noqa: E741 - the instruments a service defines
 
@@ -38,6 +32,18 @@ class Telemetry:
     """The providers of one process; ``shutdown()`` flushes what is buffered."""
 
     def __init__(self, service: str, instance: str, *, console: bool = False) -> None:
+        # The SDK is imported here, not at module level: a process that only defines instruments
+        # (a CV worker using the capture SDK) need not load it.
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            ConsoleMetricExporter,
+            MetricReader,
+            PeriodicExportingMetricReader,
+        )
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
         resource = Resource.create(
             {"service.name": os.environ.get("OTEL_SERVICE_NAME", f"framecast-{service}"),
              "service.namespace": "framecast",

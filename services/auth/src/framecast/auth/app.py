@@ -26,7 +26,6 @@ from framecast.proto.messages import AuthDecision
 from framecast.runtime import health
 from framecast.runtime.health import Health
 from framecast.runtime.problems import exception_handler, problem_response
-from framecast.runtime.telemetry import instruments
 
 from .hook import (
     Decision,
@@ -38,15 +37,12 @@ from .hook import (
     decode_request,
 )
 from .keys import Clock, KeyStore, KeyStoreError
+from .metrics import auth_instruments
 from .ratelimit import FailureLimiter
 from .tokens import TokenVerifier
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer("framecast.auth")
-_decisions = instruments("framecast.auth", lambda meter: meter.create_counter(
-    "framecast.auth.decisions", unit="{decision}",
-    description="auth hook answers, by action, protocol, decision (allow, deny) and reason",
-))
 
 AuditSink = Callable[[AuthDecision], None]
 """``audit(decision)``: fire-and-forget (the NATS publisher queues it); must not block."""
@@ -76,12 +72,12 @@ def create_app(
     @post(HOOK_PATH, status_code=200)
     async def mediamtx_auth(request: Request[Any, Any, Any]) -> Response[bytes]:
         if request.content_type[0] != "application/json":
-            _decisions().add(1, {"decision": "deny", "reason": "bad_request"})
+            auth_instruments().decisions.add(1, {"decision": "deny", "reason": "bad_request"})
             return problem_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "the hook expects application/json")
         try:
             hook_request = decode_request(await request.body())
         except HookRequestError as exc:
-            _decisions().add(1, {"decision": "deny", "reason": "bad_request"})
+            auth_instruments().decisions.add(1, {"decision": "deny", "reason": "bad_request"})
             return problem_response(HTTPStatus.BAD_REQUEST, exc.detail)
         # A span per decision (MediaMTX sends no trace context: each is a trace of its own),
         # with what was asked and the answer; never the token, password or query.
@@ -100,7 +96,7 @@ def create_app(
                     "framecast.auth.reason": decision.reason, "enduser.id": decision.subject or "",
                 })
             _log(hook_request, decision)
-            _decisions().add(1, {"action": hook_request.action, "protocol": hook_request.protocol,
+            auth_instruments().decisions.add(1, {"action": hook_request.action, "protocol": hook_request.protocol,
                                "decision": outcome, "reason": decision.reason})
             _send(audit, audit_record(hook_request, decision, clock()))
         if decision.allowed:

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from nats.aio.msg import Msg
-from opentelemetry import metrics
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
@@ -29,15 +28,13 @@ from framecast.runtime.mediamtx_api import MediaMTXClient
 from .app import create_app
 from .keys import KeyStore
 from .kick import Kicker
+from .metrics import auth_instruments
 from .ratelimit import FailureLimiter
 from .revocation import Revocations, revoked_bucket
 from .settings import AuthSettings
 from .tokens import TokenIssuer, TokenRequestError, TokenVerifier
 
 log = logging.getLogger("framecast.auth")
-_tokens = metrics.get_meter("framecast.auth").create_counter(
-    "framecast.auth.tokens", unit="{token}", description="token requests over NATS, by role and outcome",
-)
 
 MAINTAIN_EVERY_S = 300.0
 KICK_TOKEN_TTL_S = 60
@@ -57,9 +54,9 @@ class AuthService:
         try:
             issued = self.issuer.issue_for(request)
         except TokenRequestError as exc:
-            _tokens.add(1, {"role": request.role, "outcome": "refused"})
+            auth_instruments().tokens.add(1, {"role": request.role, "outcome": "refused"})
             return Rejected(code="bad_request", message=str(exc))
-        _tokens.add(1, {"role": request.role, "outcome": "issued"})
+        auth_instruments().tokens.add(1, {"role": request.role, "outcome": "issued"})
         log.info("issued a %s token for %s", request.role, request.stream_id or "the API",
                  extra={"stream_id": request.stream_id or "", "subject": request.subject, "kid": issued.kid})
         return issued

@@ -11,7 +11,6 @@ without ``exp``; ``jti`` is what revocation keys on); ``crit`` and ``b64`` heade
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -21,7 +20,8 @@ import jwt
 import msgspec
 from jwt.utils import base64url_decode
 
-from framecast.proto.messages import STREAM_ID_PATTERN, TokenIssued, TokenRequest
+from framecast.proto.ids import is_stream_id
+from framecast.proto.messages import TokenIssued, TokenRequest
 
 from .keys import ALGORITHM, Clock, KeyStore
 from .permissions import SERVICE_ACTIONS, Action, Permission
@@ -49,9 +49,6 @@ DEFAULT_MAX_TOKEN_BYTES = 2048
 """Our tokens are ~450-650 bytes; RTSP cannot carry more than ~1.9 KB anyway (docs/mediamtx.md, "RTSP")."""
 NBF_BACKDATE_S = 30
 """``nbf`` is set this far in the past: MediaMTX validates it with zero leeway (docs/mediamtx.md, "JWT")."""
-
-_STREAM_ID = re.compile(STREAM_ID_PATTERN)
-
 
 class TokenError(Exception):
     """A token was refused; ``reason`` is machine-readable, ``detail`` is for logs (no secrets)."""
@@ -255,6 +252,6 @@ def _permissions(claim: list[Permission] | str | None) -> tuple[Permission, ...]
 
 
 def _stream_path(stream_id: str) -> str:
-    if not _STREAM_ID.fullmatch(stream_id):
+    if not is_stream_id(stream_id):
         raise TokenRequestError(f"invalid stream id {stream_id[:80]!r}")
     return stream_id

@@ -12,12 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from typing import Any
 
 import numpy as np
 from nats.aio.msg import Msg
-from opentelemetry import metrics
 
 from framecast.frames import FrameWriter, open_writer
 from framecast.proto import subjects
@@ -39,6 +37,8 @@ from framecast.proto.messages import (
 from framecast.proto.states import ACTIVE, TERMINAL, IllegalTransition, StreamState
 from framecast.proto.store import StateStore
 
+from .metrics import capture_instruments
+
 log = logging.getLogger("framecast.capture")
 
 #: An encoder whose heartbeat is older than this is presumed gone and the stream re-announced.
@@ -55,21 +55,6 @@ class StreamClosed(Exception):
         self.state = state
         self.reason = reason
         super().__init__(f"stream {stream_id!r} is {state}" + (f": {reason}" if reason else ""))
-
-
-#: The producers of this process that are open, for the frame counter below.
-_open: weakref.WeakSet[Producer] = weakref.WeakSet()
-
-
-def _observe_frames(_options: object) -> list[metrics.Observation]:
-    return [metrics.Observation(p.frames_sent, {"stream.id": p.stream_id}) for p in list(_open)]
-
-
-# Observed, not counted per frame: the send path stays free of metric calls.
-metrics.get_meter("framecast.capture").create_observable_counter(
-    "framecast.capture.frames", [_observe_frames], unit="{frame}",
-    description="frames handed to the frame transport, per open stream",
-)
 
 
 class Producer:
@@ -103,7 +88,7 @@ class Producer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._subs: list[Any] = []
         self.frames_sent = 0
-        _open.add(self)
+        capture_instruments().producers.add(self)
 
     # ----- start -------------------------------------------------------------------------
 
@@ -248,7 +233,7 @@ class Producer:
         """End the stream: tell the encoder, wait for it to confirm, release the transport."""
         if self._closed is None:
             self._closed = StreamClosed(self.stream_id, StreamState.STOPPING, reason)
-        _open.discard(self)
+        capture_instruments().producers.discard(self)
         self.stop_requested.set()
         for task in self._tasks:
             task.cancel()

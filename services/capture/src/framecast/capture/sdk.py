@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import threading
 from collections.abc import Coroutine
 from types import TracebackType
@@ -26,7 +25,8 @@ import msgspec
 import numpy as np
 
 from framecast.proto.bus import Bus
-from framecast.proto.messages import STREAM_ID_PATTERN, PixFmt, TransportKind, VideoFormat
+from framecast.proto.ids import check_stream_id
+from framecast.proto.messages import PixFmt, TransportKind, VideoFormat
 
 from .producer import Producer
 
@@ -183,8 +183,7 @@ def open(  # noqa: A001 - the natural name for the SDK's entry point
     ``transport="shm"`` (same host as the encoder) or ``"nats"`` (cross host, small frames).
     ``nats_url`` defaults to FRAMECAST_NATS_URL, then nats://127.0.0.1:4222.
     """
-    if not re.fullmatch(STREAM_ID_PATTERN, stream_id):
-        raise ValueError(f"stream id {stream_id!r}: use 1-64 letters, digits, '_' or '-'")
+    check_stream_id(stream_id)  # InvalidStreamId, a ValueError
     try:
         fmt = msgspec.convert(dict(width=width, height=height, fps=fps, pix_fmt=pix_fmt), VideoFormat)
     except msgspec.ValidationError as exc:

@@ -12,12 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 from nats.aio.msg import Msg
-from opentelemetry import metrics
 
 from framecast import frames
 from framecast.proto import subjects
@@ -39,6 +37,7 @@ from framecast.proto.store import StateStore
 from framecast.runtime.ffmpeg import find_ffmpeg
 from framecast.runtime.lifecycle import Runtime
 
+from .metrics import encoder_instruments
 from .probe import probe
 from .profiles import SOFTWARE_ENCODER
 from .settings import EncoderSettings
@@ -46,49 +45,6 @@ from .worker import StreamWorker, WorkerError
 
 log = logging.getLogger("framecast.encoder")
 HARDWARE = ("h264_nvenc", "h264_qsv", "h264_vaapi", "h264_videotoolbox")
-
-
-class _Metrics:
-    """The encoder's OpenTelemetry instruments, created once per process.
-
-    An instrument is identified by its name: a second ``create_observable_gauge`` with the same
-    name returns the first one, callbacks and all. So the gauges are made once and report every
-    live encoder service of the process (one in production, several in tests).
-    """
-
-    _instance: _Metrics | None = None
-
-    def __init__(self) -> None:
-        self.services: weakref.WeakSet[EncoderService] = weakref.WeakSet()
-        meter = metrics.get_meter("framecast.encoder")
-        self.frames = meter.create_counter("framecast.encoder.frames", unit="{frame}",
-                                           description="frames written to FFmpeg")
-        self.dropped = meter.create_counter("framecast.encoder.dropped", unit="{frame}",
-                                            description="frames skipped because the encoder lagged")
-        meter.create_observable_gauge("framecast.encoder.streams", [self._observe_streams], unit="{stream}")
-        for name, unit, field in (("fps_out", "{frame}/s", "fps_out"), ("fps_in", "{frame}/s", "fps_in"),
-                                  ("bitrate", "kbit/s", "bitrate_kbps"), ("speed", "1", "speed"),
-                                  ("restarts", "{restart}", "restarts")):
-            meter.create_observable_gauge(f"framecast.encoder.stream.{name}", [self._observer(field)], unit=unit)
-
-    @classmethod
-    def get(cls) -> _Metrics:
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
-
-    def _observe_streams(self, _options: object) -> list[metrics.Observation]:
-        return [metrics.Observation(len(s.workers), {"encoder.id": s.instance}) for s in list(self.services)]
-
-    def _observer(self, field: str) -> Callable[[object], list[metrics.Observation]]:
-        """A gauge callback reporting ``field`` of each stream's latest statistics."""
-
-        def observe(_options: object) -> list[metrics.Observation]:
-            return [metrics.Observation(getattr(stats, field), {"stream.id": stream_id,
-                                                                "encoder.kind": stats.encoder_kind})
-                    for service in list(self.services) for stream_id, stats in list(service.latest.items())]
-
-        return observe
 
 
 class EncoderService:
@@ -105,7 +61,7 @@ class EncoderService:
         self._claiming: set[str] = set()
         self._counted: dict[str, tuple[int, int]] = {}
         self.latest: dict[str, StreamStats] = {}
-        _Metrics.get().services.add(self)
+        encoder_instruments().services.add(self)
 
     @property
     def hw_sessions_left(self) -> int | None:
@@ -209,7 +165,7 @@ class EncoderService:
     async def report_stats(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stats_s)
-            instruments = _Metrics.get()
+            instruments = encoder_instruments()
             for worker in list(self.workers.values()):
                 self.latest[worker.stream_id] = stats_message = worker.stats()
                 with contextlib.suppress(BusError):

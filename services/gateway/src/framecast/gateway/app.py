@@ -29,7 +29,8 @@ from framecast.proto.errors import NoResponders, RequestRejected, RequestTimedOu
 from framecast.runtime.health import health_routes
 from framecast.runtime.problems import Answer, answer, exception_handler, problem_answer
 
-from .api import Gateway, Readiness, api_router, readiness
+from .routes import Gateway, api_router, readiness
+from .schemas import Readiness
 from .viewers import KeysUnavailable, NotAllowed, NotAuthenticated
 
 __all__ = ["STATIC_DIR", "Answer", "create_app", "problem_for"]

@@ -24,10 +24,10 @@ from framecast.runtime.http import http_server
 from framecast.runtime.lifecycle import Runtime
 from framecast.runtime.mediamtx_api import MediaMTXClient, MediaMTXUnavailable
 
-from .api import Gateway
 from .app import create_app
 from .events import StateView
 from .reconciler import Reconciler
+from .routes import Gateway
 from .settings import GatewaySettings
 from .viewers import Authenticator
 

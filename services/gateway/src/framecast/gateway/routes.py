@@ -9,10 +9,8 @@ as typed exceptions and turned into problem documents in one place (``app.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any
 
-import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, NotFoundException
@@ -22,45 +20,26 @@ from litestar.response import ServerSentEvent
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
+from framecast.proto.ids import STREAM_ID_PATTERN
 from framecast.proto.messages import (
-    STREAM_ID_PATTERN,
     Accepted,
-    AnySource,
-    DeviceSource,
-    Dimension,
-    FileSource,
-    Fps,
     StartStream,
     StopStream,
-    StreamId,
     StreamRecord,
-    TestPatternSource,
     TokenIssued,
     TokenRequest,
-    TransportKind,
-    UrlSource,
     VideoFormat,
 )
-from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
-from framecast.runtime.health import Health
 from framecast.runtime.problems import MEDIA_TYPE, Problem
 
-from .events import MediaMTXStatus, StateView, event_stream, last_sequence
+from .events import StateView, event_stream, last_sequence
 from .metrics import gateway_instruments
+from .schemas import Playback, Readiness, StartRequest, StreamView, stream_view
 from .settings import GatewaySettings
 from .viewers import Authenticator, NotAllowed, Viewer
 
-__all__ = [
-    "Gateway",
-    "Playback",
-    "Problem",
-    "Readiness",
-    "StartRequest",
-    "StreamView",
-    "api_router",
-    "readiness",
-]
+__all__ = ["Gateway", "api_router", "readiness"]
 
 READ_YOUR_WRITES_S = 1.0
 """After a start or stop, wait this long at most for the view to show it, so that the caller's
@@ -88,108 +67,6 @@ class Gateway:
 
 GatewayDep = NamedDependency[Gateway]
 ViewerDep = NamedDependency[Viewer]
-
-
-# ----- JSON shapes ------------------------------------------------------------------------------
-
-
-class StatsView(msgspec.Struct, kw_only=True):
-    """The encoder's latest report on a stream (sent about every two seconds)."""
-
-    encoder_id: str
-    fps_in: float
-    fps_out: float
-    dropped: int
-    repeated: int
-    restarts: int
-    frames_in: int
-    frames_out: int
-    bitrate_kbps: float
-    speed: float
-    at: float
-
-
-class StreamView(msgspec.Struct, kw_only=True):
-    """One stream: its lifecycle state from the state bucket, the encoder's numbers, and what
-    MediaMTX reports (``mediamtx`` says whether that part could be read at all)."""
-
-    stream_id: str
-    state: StreamState
-    reason: str
-    source: AnySource | None
-    format: VideoFormat | None
-    encoder_id: str
-    encoder_kind: str
-    stats: StatsView | None
-    readers: int
-    codec: str
-    profile: str
-    mediamtx: MediaMTXStatus
-    metadata: dict[str, str]
-    updated_at: float
-
-
-class StartRequest(msgspec.Struct, kw_only=True):
-    """What to start: a stream id, a frame source that capture can run, and the frame format."""
-
-    stream_id: StreamId
-    source: TestPatternSource | FileSource | UrlSource | DeviceSource
-    width: Dimension
-    height: Dimension
-    fps: Fps = 30
-    transport: TransportKind = "shm"
-
-
-class Playback(msgspec.Struct, kw_only=True):
-    """Where a browser plays the stream, and the token it sends (a secret until ``expires_at``)."""
-
-    whep_url: str
-    hls_url: str
-    token: str
-    expires_at: float
-
-
-class Readiness(Health, kw_only=True, omit_defaults=False):
-    """The probes' readiness (framecast.runtime.health) with what the gateway depends on."""
-
-    status: Literal["ready", "not ready"]
-    nats: Literal["connected", "disconnected"]
-    state: Literal["loaded", "loading"]
-    mediamtx: MediaMTXStatus
-
-
-def stream_view(record: StreamRecord, view: StateView) -> StreamView:
-    stats = view.stats.get(record.stream_id)
-    health = view.paths.get(record.stream_id)
-    return StreamView(
-        stream_id=record.stream_id,
-        state=record.state,
-        reason=record.reason,
-        source=_public(record.source),
-        format=record.format,
-        encoder_id=record.encoder_id,
-        encoder_kind=record.encoder_kind,
-        stats=None if stats is None else StatsView(
-            encoder_id=stats.encoder_id, fps_in=stats.fps_in, fps_out=stats.fps_out, dropped=stats.dropped,
-            repeated=stats.repeated, restarts=stats.restarts, frames_in=stats.frames_in,
-            frames_out=stats.frames_out, bitrate_kbps=stats.bitrate_kbps, speed=stats.speed, at=stats.at,
-        ),
-        readers=health.readers if health else 0,
-        codec=health.codec if health else "",
-        profile=health.profile if health else "",
-        mediamtx=view.mediamtx,
-        metadata=record.metadata,
-        updated_at=record.updated_at,
-    )
-
-
-def _public(source: AnySource | None) -> AnySource | None:
-    """A camera URL without its credentials and query (either may hold a password or token)."""
-    if not isinstance(source, UrlSource):
-        return source
-    parts = urlsplit(source.url)
-    host = parts.netloc.rpartition("@")[2]
-    return UrlSource(url=urlunsplit((parts.scheme, host, parts.path, "", "")))
 
 
 def _problems(*statuses: int) -> dict[int, ResponseSpec]:
