@@ -17,6 +17,52 @@ from typing import Any
 from .settings import CannotListen, parse_address
 
 SHUTDOWN_GRACE_S = 3.0
+HEADER_TIMEOUT_S = 10.0
+"""How long a client may take to send a request's head, from connecting or from the end of its
+previous response. uvicorn has no such limit: a client sending headers a byte a second would
+hold its connection (and a worker's memory) for ever."""
+
+
+def _protocol_with_header_deadline() -> type:
+    from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415 - uvicorn is optional
+
+    class HeaderDeadline(H11Protocol):  # type: ignore[misc]
+        """uvicorn's h11 protocol, closing a connection whose request head is late."""
+
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._disarm()  # a whole request head arrived
+
+        def on_response_complete(self) -> None:
+            self._arm()  # the next request on this connection gets the same deadline
+            super().on_response_complete()  # may start a pipelined request: that disarms
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._late)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _late(self) -> None:
+            self._head_timer = None
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadline
 
 
 def listen(address: str, variable: str) -> socket.socket:
@@ -48,7 +94,8 @@ async def http_server(
 
     sock = listen(address, variable)
     server = Server(uvicorn.Config(app, lifespan="on", log_config=None, log_level="warning", access_log=False,
-                                   server_header=False, timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S)))
+                                   server_header=False, timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+                                   http=_protocol_with_header_deadline()))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     host, port = sock.getsockname()[:2]
     try:
