@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import httpx
 import pytest
 
+from framecast.capture.service import lifespan as capture_lifespan
+from framecast.capture.settings import CaptureSettings
 from framecast.devstack.nats import NatsServer
+from framecast.encoder.service import lifespan as encoder_lifespan
+from framecast.encoder.settings import EncoderSettings
 from framecast.proto.bus import Bus
 from framecast.proto.messages import StreamEnd
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from tests.support.services import eventually, running
 
 
 async def test_bus_and_state_survive_a_nats_restart(stream_id: str) -> None:
@@ -74,3 +82,37 @@ async def test_an_outage_is_logged_when_it_starts_and_ends_not_at_every_retry(
 async def settle_until_connected(bus: Bus) -> None:
     while not bus.nc.is_connected:
         await asyncio.sleep(0.05)  # nats-py has no awaitable for "reconnected"
+
+
+async def test_encoder_and_capture_are_not_ready_while_nats_is_gone(
+    free_port: int, free_tcp_port_factory: Callable[[], int]
+) -> None:
+    server = await NatsServer().start()
+    capture_port = free_tcp_port_factory()
+    try:
+        async with (
+            running("encoder", EncoderSettings(nats_url=server.url, health_addr=f"127.0.0.1:{free_port}"),
+                    encoder_lifespan),
+            running("capture", CaptureSettings(nats_url=server.url, health_addr=f"127.0.0.1:{capture_port}"),
+                    capture_lifespan),
+            httpx.AsyncClient() as client,
+        ):
+            probes = [f"http://127.0.0.1:{port}/readyz" for port in (free_port, capture_port)]
+
+            async def statuses() -> list[tuple[int, str]]:
+                answers = [await client.get(url) for url in probes]
+                return [(a.status_code, a.json().get("detail", "")) for a in answers]
+
+            assert await statuses() == [(200, ""), (200, "")]
+            await server.stop(keep_store=True)
+            gone = [(503, "not connected to NATS (reconnecting)")] * 2
+            await eventually(lambda: _is(statuses(), gone), "both not ready while NATS is gone", 20)
+            await server.start()
+            await eventually(lambda: _is(statuses(), [(200, ""), (200, "")]), "both ready again", 20)
+    finally:
+        await server.stop()
+
+
+
+async def _is(value: Awaitable[Any], expected: Any) -> bool:
+    return await value == expected

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from framecast.proto.states import StreamState
@@ -49,13 +50,19 @@ async def wait_for_state(store: StateStore, stream_id: str, *states: StreamState
         raise AssertionError(f"{stream_id} never reached {[s.value for s in states]}; last: {last}") from None
 
 
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds (checked every 20 ms), or fail naming ``what``.
+async def eventually(predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (checked every 20 ms; it may be a coroutine function, e.g.
+    asking a probe), or fail naming ``what``.
 
-    The one polling helper of the tests, for state with nothing to wait on (a flag, /proc, a log);
-    where there is an event, a queue or a watch, wait on that instead."""
+    The one polling helper of the tests, for state with nothing to wait on (a flag, /proc, a log,
+    an HTTP probe); where there is an event, a queue or a watch, wait on that instead."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
+
+    async def holds() -> bool:
+        result = predicate()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    while not await holds():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what}")
         await asyncio.sleep(0.02)

@@ -146,6 +146,11 @@ class Bus:
         return bus
 
     @property
+    def connected(self) -> bool:
+        """Whether the connection to NATS is up now (false while nats-py reconnects)."""
+        return self.nc.is_connected
+
+    @property
     def js(self) -> JetStreamContext:
         if self._js is None:
             self._js = self.nc.jetstream()

@@ -27,7 +27,7 @@ import msgspec
 from framecast.proto.errors import FramecastError
 
 from . import logs, problems
-from .health import HEALTHZ_PATH, READYZ_PATH, probe, readiness
+from .health import HEALTHZ_PATH, READYZ_PATH, Health, probe, readiness
 from .settings import CannotListen, CommonSettings, SettingsError, env_name, load, parse_address
 from .telemetry import Telemetry
 
@@ -51,6 +51,19 @@ class Runtime(Generic[S]):
         self.error: FramecastError | None = None
         """What stopped the service, when a FramecastError did; ``run`` prints it."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._conditions: list[tuple[Callable[[], bool], str]] = []
+
+    def require(self, condition: Callable[[], bool], why_not: str) -> None:
+        """Report the service not ready whenever ``condition()`` is false (``why_not`` says why),
+        e.g. while its NATS connection is down: an orchestrator then routes nothing to it."""
+        self._conditions.append((condition, why_not))
+
+    def health(self) -> Health:
+        """The readiness probe's answer: serving, and every required condition holding."""
+        if not self.ready:
+            return readiness(False, f"{self.service} is starting or stopping")
+        failing = next((why for condition, why in self._conditions if not condition()), "")
+        return readiness(not failing, failing)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run a child task for the life of the service; if it crashes, the service stops."""
@@ -99,7 +112,7 @@ async def _health_server(runtime: Runtime[Any], address: str) -> asyncio.Server:
         try:
             line = await asyncio.wait_for(reader.readline(), 5)
             path = line.split(b" ")[1].decode("latin-1") if line.count(b" ") >= 2 else ""
-            found = probe(path, lambda: readiness(runtime.ready, f"{runtime.service} is starting or stopping"))
+            found = probe(path, runtime.health)
             if found is None:
                 code, media = 404, problems.MEDIA_TYPE
                 body = problems.problem_body(problems.answer(404, f"the probes are {HEALTHZ_PATH} and {READYZ_PATH}"))

@@ -115,6 +115,7 @@ async def lifespan(runtime: Runtime[CaptureSettings]) -> AsyncIterator[CaptureSe
     for name in sweep_stale():
         log.info("removed stale frame ring %s", name)
     bus = await Bus.connect(runtime.settings.nats_url, client_id=runtime.instance)
+    runtime.require(lambda: bus.connected, "not connected to NATS (reconnecting)")
     try:
         service = CaptureService(runtime, bus, await StateStore.open(bus, runtime.instance))
         await bus.subscribe(subjects.STREAM_START, StartStream, service.on_start, queue=subjects.CAPTURE_QUEUE)

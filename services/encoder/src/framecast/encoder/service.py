@@ -198,6 +198,7 @@ async def lifespan(runtime: Runtime[EncoderSettings]) -> AsyncIterator[EncoderSe
     ffmpeg = find_ffmpeg()
     encoder_kind = await choose_encoder(ffmpeg, runtime.settings.encoder)
     bus = await Bus.connect(runtime.settings.nats_url, client_id=runtime.instance)
+    runtime.require(lambda: bus.connected, "not connected to NATS (reconnecting)")
     service: EncoderService | None = None
     try:
         store = await StateStore.open(bus, runtime.instance)
