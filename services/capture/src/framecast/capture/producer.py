@@ -189,9 +189,12 @@ class Producer:
             self._heartbeat_sub = None
 
     async def _waiting(self, reason: str) -> None:
+        """Say why a stream no encoder has taken yet is waiting. Only then: a stream an encoder
+        took keeps the reason its encoder wrote (after a NATS outage the producer re-announces,
+        and a failed announce must not rewrite a live stream's reason with a stale excuse)."""
         record = await self.store.get(self.stream_id)
-        if record is not None and record.reason != reason:
-            await self.store.update(self.stream_id, reason=reason, only_in=ACTIVE)
+        if record is not None and record.state is StreamState.REQUESTED and record.reason != reason:
+            await self.store.update(self.stream_id, reason=reason, only_in=frozenset({StreamState.REQUESTED}))
 
     # ----- state and control -------------------------------------------------------------------
 

@@ -44,6 +44,9 @@ from .settings import EncoderSettings
 from .worker import StreamWorker, WorkerError
 
 log = logging.getLogger("framecast.encoder")
+
+TOKEN_REUSE_MARGIN_S = 30.0
+"""A publish token with less validity left than this is not used again."""
 HARDWARE = ("h264_nvenc", "h264_qsv", "h264_vaapi", "h264_videotoolbox")
 
 
@@ -132,20 +135,30 @@ class EncoderService:
         """A fresh publish URL per FFmpeg (re)start. The token travels in the URL's query
         (``?token=``), which MediaMTX hands to the auth hook as ``token`` for RTSP. Not as the
         password: FFmpeg's RTSP client keeps at most 127 bytes of ``user:password``, so a
-        440-character JWT would arrive cut and be refused as malformed. The request line
-        stays far below gortsplib's 2047-byte cap."""
-        scheme, _, rest = self.settings.mediamtx_rtsp.rstrip("/").partition("://")
-        base = f"{scheme}://{rest}"
+        440-character JWT would arrive cut and be refused as malformed (docs/mediamtx.md, "RTSP").
+
+        When auth cannot be asked (NATS is away), the last token is used again while it is
+        still valid for TOKEN_REUSE_MARGIN_S: an FFmpeg restart during a bus outage keeps the
+        stream on air instead of taking it off for want of a token."""
+        base = self.settings.mediamtx_rtsp.rstrip("/")
+        last: TokenIssued | None = None
 
         async def url() -> str:
+            nonlocal last
             if self.settings.publish_auth == "none":
                 return f"{base}/{stream_id}"
-            issued = await self.bus.request(
-                subjects.AUTH_TOKEN_ISSUE,
-                TokenRequest(role="publisher", stream_id=stream_id, subject=self.instance),
-                TokenIssued, service="auth", timeout=3,
-            )
-            return f"{base}/{stream_id}?token={issued.token}"
+            try:
+                last = await self.bus.request(
+                    subjects.AUTH_TOKEN_ISSUE,
+                    TokenRequest(role="publisher", stream_id=stream_id, subject=self.instance),
+                    TokenIssued, service="auth", timeout=3,
+                )
+            except BusError as exc:
+                if last is None or last.expires_at - time.time() < TOKEN_REUSE_MARGIN_S:
+                    raise
+                log.warning("%s: no new publish token (%s); using the previous one until it expires",
+                            stream_id, exc, extra={"stream_id": stream_id})
+            return f"{base}/{stream_id}?token={last.token}"
 
         return url
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from framecast import frames
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("framecast.encoder")
 S = StreamState
+
+RECORD_RETRY_FIRST_S = 0.25
+RECORD_RETRY_MAX_S = 2.0
+RECORD_DRAIN_S = 2.0
+"""How long a stopping worker lets its queued state writes finish."""
 
 
 class WorkerError(Exception):
@@ -47,6 +53,8 @@ class StreamWorker:
         self._lost_task: asyncio.Task[None] | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._end_task: asyncio.Task[None] | None = None
+        self._writes: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._recorder: asyncio.Task[None] | None = None
 
     @property
     def transport_name(self) -> str:
@@ -89,13 +97,60 @@ class StreamWorker:
 
     # ----- what FFmpeg and the producer tell us --------------------------------------------
 
-    async def _move(self, state: StreamState, reason: str, **fields: Any) -> None:
+    async def _move(self, state: StreamState, reason: str, *, strict: bool = False, **fields: Any) -> None:
+        """Record a transition; an illegal one is dropped. A bus failure is logged, or raised
+        with ``strict`` (the recorder then retries it)."""
         try:
             await self.service.store.transition(self.stream_id, state, reason=reason, **fields)
         except IllegalTransition as exc:
             log.debug("%s", exc)
         except BusError as exc:
+            if strict:
+                raise
             log.warning("could not record %s for %s: %s", state, self.stream_id, exc)
+
+    async def _strict_move(self, state: StreamState, reason: str, **fields: Any) -> None:
+        await self._move(state, reason, strict=True, **fields)
+
+    def _record(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Queue a state write. Writes run in order in one task, each retried until NATS takes
+        it: what FFmpeg or the producer did during a NATS outage is recorded once NATS is
+        back, and the supervisor and the pump never wait for the bus."""
+        self._writes.put_nowait(write)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._run_recorder(), name=f"record-{self.stream_id}")
+
+    async def _run_recorder(self) -> None:
+        while True:
+            write = await self._writes.get()
+            delay, warned = RECORD_RETRY_FIRST_S, False
+            try:
+                while True:
+                    try:
+                        await write()
+                        break
+                    except BusError as exc:
+                        if not warned:
+                            warned = True
+                            log.warning("%s: cannot record its state yet (%s); retrying until NATS is back",
+                                        self.stream_id, exc, extra={"stream_id": self.stream_id})
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, RECORD_RETRY_MAX_S)
+                    except Exception:
+                        log.exception("%s: recording its state failed", self.stream_id)
+                        break
+            finally:
+                self._writes.task_done()
+
+    async def _stop_recorder(self) -> None:
+        """Let queued writes finish (briefly: NATS may be gone), then stop recording."""
+        if self._recorder is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._writes.join(), RECORD_DRAIN_S)
+        self._recorder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._recorder
 
     def _explain(self, reason: str) -> str:
         """Say what an FFmpeg error means for the person reading the stream's state."""
@@ -107,6 +162,9 @@ class StreamWorker:
         return reason
 
     async def _on_supervisor_event(self, event: SupervisorEvent) -> None:
+        self._record(lambda: self._supervisor_event(event))
+
+    async def _supervisor_event(self, event: SupervisorEvent) -> None:
         reason = self._explain(scrub(event.reason))
         record = await self.service.store.get(self.stream_id)
         state = record.state if record else None
@@ -116,43 +174,46 @@ class StreamWorker:
             # a stalled stream stays stalled through its retries (one history event per outage,
             # not two per retry); its next publish moves it on
             case "starting" if state in (S.PUBLISHING, S.LIVE):
-                await self._move(S.STARTING, f"restarting FFmpeg: {reason}", cause=reason, attempt=event.attempt)
+                await self._strict_move(S.STARTING, f"restarting FFmpeg: {reason}", cause=reason, attempt=event.attempt)
             case "publishing":
-                await self._move(S.PUBLISHING, f"publishing with {event.encoder}", encoder_kind=event.encoder)
+                await self._strict_move(S.PUBLISHING, f"publishing with {event.encoder}", encoder_kind=event.encoder)
             case "stalled":
-                await self._move(S.STALLED, reason)
+                await self._strict_move(S.STALLED, reason)
             case "restarting":
                 retry = f" (retrying in {event.backoff_s:.1f} s)" if event.backoff_s else " (retrying now)"
                 fields = {"cause": reason, "attempt": event.attempt, "retry_in_s": event.backoff_s}
                 if state in (S.STARTING, S.PUBLISHING, S.LIVE):
-                    await self._move(S.STALLED, reason + retry, **fields)
+                    await self._strict_move(S.STALLED, reason + retry, **fields)
                 elif state is S.STALLED:
                     await self.service.store.update(self.stream_id, reason=reason + retry, only_in=ACTIVE, **fields)
             case "encoder_fallback":
                 await self.service.store.update(self.stream_id, encoder_kind=event.encoder, reason=reason,
                                                 only_in=ACTIVE)
             case "failed":
-                await self._move(S.FAILED, reason if reason.startswith("gave up") else f"gave up: {reason}")
+                await self._strict_move(S.FAILED, reason if reason.startswith("gave up") else f"gave up: {reason}")
                 self.service.release(self)
                 if not self._ending:
                     self._shutdown_task = asyncio.create_task(self.shutdown())
             case "stopped":
                 if state is S.STOPPING and not self._ending:
-                    await self._move(S.STOPPED, record.reason if record else "stopped")
+                    await self._strict_move(S.STOPPED, record.reason if record else "stopped")
                 self.service.release(self)
 
     async def _on_pump_event(self, event: PumpEvent) -> None:
+        self._record(lambda: self._pump_event(event))
+
+    async def _pump_event(self, event: PumpEvent) -> None:
         match event.kind:
             case "producer_ended":
                 # not awaited: ending the stream stops the pump, which waits for this callback
                 self._end_task = asyncio.create_task(self.end("producer finished"))
             case "producer_lost":
-                await self._move(S.STALLED, f"no frames from the producer: {event.reason}")
+                await self._strict_move(S.STALLED, f"no frames from the producer: {event.reason}")
                 self._lost_task = asyncio.create_task(self._give_up_on_producer())
             case "producer_resumed":
                 if self._lost_task is not None:
                     self._lost_task.cancel()
-                await self._move(S.STARTING, "producer resumed")
+                await self._strict_move(S.STARTING, "producer resumed")
 
     async def _give_up_on_producer(self) -> None:
         await asyncio.sleep(self.service.settings.producer_gone_s)
@@ -191,6 +252,7 @@ class StreamWorker:
         if self.reader is not None:
             with contextlib.suppress(Exception):
                 await self.reader.aclose()
+        await self._stop_recorder()
 
     # ----- statistics ----------------------------------------------------------------------
 
