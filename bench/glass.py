@@ -66,6 +66,7 @@ WINDOW_S = 12.0  # the meter's window is 10 s: every sample comes from steady pl
 QUICK_WINDOW_S = 4.0
 DEFAULT_REPEAT = 5  # a run's p50 moves by tens of ms with the phase of capture, encoder and display
 API_KEY = "bench-glass-" + secrets.token_hex(8)
+SKIPPED = "skipped: no mediamtx binary (PATH, FRAMECAST_MEDIAMTX_BIN or `framecast mediamtx install`)"
 
 
 async def measure(nats_url: str, row: Row, window_s: float) -> dict[str, Any]:
@@ -181,8 +182,7 @@ async def _run_all(options: Options) -> list[dict[str, Any]]:
                 if row in errors or (options.quick and not spec.quick):
                     continue
                 if spec.server == "mediamtx" and BINARY is None:
-                    errors[row] = "skipped: no mediamtx binary (PATH, FRAMECAST_MEDIAMTX_BIN or " \
-                                  "`framecast mediamtx install`)"
+                    errors[row] = SKIPPED
                     continue
                 try:
                     runs[row].append(await measure(server.url, spec, window_s))
@@ -236,7 +236,8 @@ def run(options: Options) -> dict[str, Any]:
         title="glass-to-glass in Chromium by WebRTC (HLS where named): capture stamp to the browser displaying "
               "the frame (the player's own meter)",
     )
-    text += "".join(f"\n{r['label']} {r['size']} failed: {r['error']}" for r in results if "error" in r)
+    text += "".join(f"\n{r['label']} {r['size']} " + (r["error"] if r["error"] == SKIPPED else f"failed: {r['error']}")
+                    for r in results if "error" in r)
     text += ("\n(medians over runs; framecast: capture test pattern -> shm -> encoder libx264 -> RTSP -> WHEP "
              "forwarder -> Chromium (GOP 1 s unless named); floor: the same page and meter, video encoded by aiortc "
              "inside the WHEP peer. First picture: the player's wait from asking for a token to the first frame. "
