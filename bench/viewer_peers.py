@@ -3,8 +3,9 @@
 Why a child: on 2 cores, 50 viewers in the benchmark's own event loop would slow capture and
 the encoder running there, and their CPU could not be told apart from the rest. The parent
 writes one viewer token per line on stdin (tokens stay out of ``ps``), reads one JSON line
-saying who joined, and closes stdin to stop the viewers; a last JSON line gives what they
-received.
+saying who joined; each further line it writes (``mark``) is answered with the counts
+received so far, so the parent can take rates over its own window; closing stdin stops the
+viewers, and a last JSON line gives the totals and why any viewer stopped early.
 
 - ``whep``: aiortc peers (setup as tests.support.whep_bridge: loopback-only ICE, no STUN, H.264
   preferred) POST an offer with ``Authorization: Bearer``, as the player does. The H.264 frames
@@ -129,9 +130,14 @@ async def main(kind: str, url: str, count: int) -> None:
 
     await asyncio.gather(*(join(t, f) for t, f in zip(tokens, firsts, strict=True)))
     print(json.dumps({"joined": len(join_ms), "failures": failures, "join_ms": join_ms}), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
-    received = {"units": COUNTER.units, "bytes": COUNTER.bytes,
-                "failed_later": sum(1 for t in tasks if t.done() and not t.cancelled() and t.exception())}
+    loop = asyncio.get_running_loop()
+    while await loop.run_in_executor(None, sys.stdin.readline):  # "mark", until the parent closes stdin
+        print(json.dumps({"units": COUNTER.units, "bytes": COUNTER.bytes}), flush=True)
+    stopped = [f"{type(t.exception()).__name__}: {t.exception()}"[:200]
+               for t in tasks if t.done() and not t.cancelled() and t.exception()]
+    stopped += [f"WebRTC {pc.connectionState}" for pc in peers if pc.connectionState in ("failed", "closed")]
+    received = {"units": COUNTER.units, "bytes": COUNTER.bytes, "failed_later": len(stopped),
+                "failed_later_why": sorted(set(stopped))[:3]}
     for task in tasks:
         task.cancel()
     await asyncio.gather(*(pc.close() for pc in peers), *tasks, return_exceptions=True)

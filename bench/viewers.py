@@ -91,17 +91,30 @@ async def _viewers(kind: str, url: str, tokens: list[str]) -> tuple[list[subproc
     return children, joined
 
 
-def _stop_viewers(children: list[subprocess.Popen[bytes]]) -> dict[str, int]:
-    received = {"units": 0, "bytes": 0, "failed_later": 0}
+def _mark(children: list[subprocess.Popen[bytes]]) -> dict[str, int]:
+    """Frames (WebRTC) or segments (HLS) and bytes the viewers have received so far, all processes."""
+    received = {"units": 0, "bytes": 0}
+    for child in children:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(b"mark\n")
+        child.stdin.flush()
+        for key, value in json.loads(child.stdout.readline()).items():
+            received[key] += value
+    return received
+
+
+def _stop_viewers(children: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+    stopped: dict[str, Any] = {"failed_later": 0, "failed_later_why": []}
     for child in children:
         assert child.stdin is not None and child.stdout is not None
         child.stdin.close()
         line = child.stdout.readline()
         if line:
-            for key, value in json.loads(line).items():
-                received[key] += value
+            last = json.loads(line)
+            stopped["failed_later"] += last["failed_later"]
+            stopped["failed_later_why"] += last["failed_later_why"]
         procs.stop(child)
-    return received
+    return stopped
 
 
 async def measure(options: Options) -> dict[str, Any]:
@@ -175,11 +188,13 @@ async def measure(options: Options) -> dict[str, Any]:
                 allowed = sum(1 for s in server.recorder.statuses[calls:] if s == 200)
                 await asyncio.sleep(SETTLE_S)
                 steady = procs.CpuMeter({**pids, "viewers": [c.pid for c in children]})
+                first = await asyncio.to_thread(_mark, children)
                 steady.start()
                 await asyncio.sleep(window_s)
                 steady.stop()
+                last = await asyncio.to_thread(_mark, children)
                 decisions_steady = len(server.recorder.calls) - calls - decisions
-                received = await asyncio.to_thread(_stop_viewers, children)
+                stopped = await asyncio.to_thread(_stop_viewers, children)
                 mtx = steady.used["mediamtx"] / steady.wall
                 auth_join = max(join.used["auth"] - base["auth"] * join.wall, 0.0)
                 mtx_join = max(join.used["mediamtx"] - base["mediamtx"] * join.wall, 0.0)
@@ -195,11 +210,11 @@ async def measure(options: Options) -> dict[str, Any]:
                     "hook_decisions_steady": decisions_steady,
                     "auth_cpu_ms_per_decision": auth_join * 1000 / decisions if decisions else float("nan"),
                     "mediamtx_join_cpu_ms_per_viewer": mtx_join * 1000 / max(joined["joined"], 1),
-                    "received_per_viewer_per_s": received["units"] / max(joined["joined"], 1) / steady.wall
-                    if kind == "whep" else float("nan"),
-                    "received_kbit_s_per_viewer": received["bytes"] * 8 / 1000 / max(joined["joined"], 1)
-                    / (steady.wall + SETTLE_S),
-                    "received": received,
+                    "received_per_viewer_per_s": (last["units"] - first["units"]) / max(joined["joined"], 1)
+                    / steady.wall,
+                    "received_kbit_s_per_viewer": (last["bytes"] - first["bytes"]) * 8 / 1000
+                    / max(joined["joined"], 1) / steady.wall,
+                    **stopped,
                 }
                 auth_total = row["auth_cpu_ms_per_decision"] * decisions
                 row["auth_share_of_join_cpu"] = auth_total / (auth_total + mtx_join * 1000) \
@@ -209,8 +224,11 @@ async def measure(options: Options) -> dict[str, Any]:
                     f"viewers: {count} {kind}: {joined['joined']} joined (p50 {row['join_p50_ms']:.0f} ms), "
                     f"MediaMTX {mtx:.3f} CPU-s/s ({row['mediamtx_cpu_per_viewer'] * 100:.2f} % of a core per "
                     f"viewer), {decisions} hook calls, auth {row['auth_cpu_ms_per_decision']:.2f} ms CPU each, "
-                    f"peers {row['viewer_procs_cpu_per_s']:.2f} CPU-s/s, machine {steady.machine_busy:.0%} busy"
-                    + (f"; failures: {joined['failures'][:2]}" if joined["failures"] else ""))
+                    f"peers {row['viewer_procs_cpu_per_s']:.2f} CPU-s/s, machine {steady.machine_busy:.0%} busy, "
+                    f"{row['received_kbit_s_per_viewer']:.0f} kbit/s per viewer"
+                    + (f"; failures: {joined['failures'][:2]}" if joined["failures"] else "")
+                    + (f"; {stopped['failed_later']} stopped later: {stopped['failed_later_why']}"
+                       if stopped["failed_later"] else ""))
                 await asyncio.sleep(1.0)  # MediaMTX closes the sessions that left
     return {"rows": rows, "window_s": window_s, "stream": f"{SIZE[0]}x{SIZE[1]}@{FPS}"}
 
@@ -236,28 +254,33 @@ def run(options: Options) -> dict[str, Any]:
     rows = []
     for r in measured["rows"]:
         if r["kind"] == "none":
-            rows.append(["none", 0, "-", "-", r["mediamtx_cpu_per_s"], "-", "-", "-", "-", "-", "-", r["machine_busy"]])
+            rows.append(["none", 0, "-", "-", "-", r["mediamtx_cpu_per_s"], "-", "-", "-", "-", "-", "-",
+                         r["machine_busy"]])
             continue
         rows.append([
-            "WebRTC" if r["kind"] == "whep" else "HLS", r["viewers"], r["joined"], r["join_p50_ms"],
+            "WebRTC" if r["kind"] == "whep" else "HLS", r["viewers"], f"{r['joined']}/{r['failed_later']}",
+            r["join_p50_ms"], r["received_kbit_s_per_viewer"],
             r["mediamtx_cpu_per_s"], r["mediamtx_cpu_per_viewer"] * 100, r["mediamtx_join_cpu_ms_per_viewer"],
             f"{r['hook_decisions_join']}/{r['hook_decisions_steady']}", r["auth_cpu_ms_per_decision"],
             r["auth_share_of_join_cpu"] * 100, r["viewer_procs_cpu_per_s"], r["machine_busy"],
         ])
     text = report.table(
-        ["viewers by", "viewers", "joined", "join p50 ms", "MediaMTX CPU-s/s", "% core / viewer",
+        ["viewers by", "viewers", "joined/stopped", "join p50 ms", "kbit/s each", "MediaMTX CPU-s/s", "% core / viewer",
          "MediaMTX join CPU ms", "hook calls join/steady", "auth CPU ms / call", "auth % of join CPU",
          "peers CPU-s/s", "machine busy"],
         rows, title=f"viewers of one {measured['stream']} stream through the real MediaMTX "
                     f"({measured['window_s']:.0f} s windows)",
     )
     text += ("\n(% core / viewer: MediaMTX's CPU with the viewers playing, less with none, per viewer; join: "
-             "from the first viewer's request to the last viewer's first media, CPU less the idle rate; auth: "
+             "from the first viewer's request to the last viewer's first media, CPU less the idle rate; stopped: "
+             "viewers that failed after joining; kbit/s each: received in the window; auth: "
              "its own process, CPU during the joins per hook call; WebRTC peers count frames, they do not "
              "decode; HLS clients poll every 0.5 s and fetch every segment; machine busy: all CPUs, anyone)")
     for r in measured["rows"]:
         if r.get("failures"):
-            text += f"\n{r['kind']} x{r['viewers']}: {len(r['failures'])} failed, e.g. {r['failures'][0]}"
+            text += f"\n{r['kind']} x{r['viewers']}: {len(r['failures'])} failed to join, e.g. {r['failures'][0]}"
+        if r.get("failed_later"):
+            text += f"\n{r['kind']} x{r['viewers']}: {r['failed_later']} stopped while playing: {r['failed_later_why']}"
     return {"group": "viewers", "settings": {"window_s": measured["window_s"], "stream": measured["stream"],
                                              "peers_per_process": PEERS_PER_PROCESS, "started": began},
             "results": measured["rows"], "table": text}
