@@ -13,13 +13,15 @@ viewers, and a last JSON line gives the totals and why any viewer stopped early.
   is measured on, and MediaMTX's work (packetising, SRTP, sending) is the same either way.
 - ``hls``: MediaMTX's HLS session flow, as hls.js follows it: ``index.m3u8?token=``, followed
   through its redirect to the session's multivariant playlist, then the media playlist polled
-  every half segment and every new segment (and the init section) fetched.
+  every half segment, and every segment from three behind the newest on (and the init section)
+  fetched; a segment already gone (404) is skipped and counted, as a player would skip it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -28,6 +30,7 @@ from urllib.parse import urljoin
 import httpx
 
 POLL_S = 0.5  # half of hlsSegmentDuration (1 s): what hls.js does for a live playlist
+LIVE_EDGE = 3  # segments a new viewer starts behind the newest, as hls.js (liveSyncDurationCount)
 JOIN_TIMEOUT_S = 30.0
 
 
@@ -37,6 +40,8 @@ class Counter:
     def __init__(self) -> None:
         self.units = 0
         self.bytes = 0
+        self.missed = 0
+        """HLS segments gone (404) before a viewer fetched them: a player skips them, so do we."""
 
 
 COUNTER = Counter()
@@ -85,21 +90,33 @@ async def hls_viewer(url: str, token: str, http: httpx.AsyncClient, first: async
     index = await http.get(f"{url}?token={token}", follow_redirects=True)
     index.raise_for_status()
     media = urljoin(str(index.url), next(ln for ln in index.text.splitlines() if ln and not ln.startswith("#")))
-    seen: set[str] = set()
+    seen: set[str] | None = None
     while True:
         playlist = await http.get(media)
         playlist.raise_for_status()
-        for line in playlist.text.splitlines():
-            uri = line.split('URI="', 1)[1].split('"', 1)[0] if line.startswith("#EXT-X-MAP:") else line
-            if not uri or uri.startswith("#") or uri in seen:
+        lines = playlist.text.splitlines()
+        uris = [ln.split('URI="', 1)[1].split('"', 1)[0] for ln in lines if ln.startswith("#EXT-X-MAP:")]
+        segments = [ln for ln in lines if ln and not ln.startswith("#")]
+        if seen is None:  # a new viewer starts near the live edge, not at the oldest segment
+            seen = set(segments[:-LIVE_EDGE])
+        for uri in uris + segments:
+            if uri in seen:
                 continue
             seen.add(uri)
             segment = await http.get(urljoin(media, uri))
+            if segment.status_code == 404:
+                COUNTER.missed += 1
+                continue
             segment.raise_for_status()
             COUNTER.units += 1
             COUNTER.bytes += len(segment.content)
             first.set()
         await asyncio.sleep(POLL_S)
+
+
+def _scrub(text: str) -> str:
+    """An error's text without the URL's query (MediaMTX's session URLs carry the token)."""
+    return re.sub(r"\?[^\s'\"]*", "?…", text)[:200]
 
 
 async def main(kind: str, url: str, count: int) -> None:
@@ -126,14 +143,14 @@ async def main(kind: str, url: str, count: int) -> None:
             await asyncio.wait_for(first.wait(), JOIN_TIMEOUT_S)
             join_ms.append((time.monotonic() - began) * 1000)
         except Exception as exc:  # a viewer that could not join is reported, the others stay
-            failures.append(f"{type(exc).__name__}: {exc}"[:200])
+            failures.append(_scrub(f"{type(exc).__name__}: {exc}"))
 
     await asyncio.gather(*(join(t, f) for t, f in zip(tokens, firsts, strict=True)))
     print(json.dumps({"joined": len(join_ms), "failures": failures, "join_ms": join_ms}), flush=True)
     loop = asyncio.get_running_loop()
     while await loop.run_in_executor(None, sys.stdin.readline):  # "mark", until the parent closes stdin
-        print(json.dumps({"units": COUNTER.units, "bytes": COUNTER.bytes}), flush=True)
-    stopped = [f"{type(t.exception()).__name__}: {t.exception()}"[:200]
+        print(json.dumps({"units": COUNTER.units, "bytes": COUNTER.bytes, "missed": COUNTER.missed}), flush=True)
+    stopped = [_scrub(f"{type(t.exception()).__name__}: {t.exception()}")
                for t in tasks if t.done() and not t.cancelled() and t.exception()]
     stopped += [f"WebRTC {pc.connectionState}" for pc in peers if pc.connectionState in ("failed", "closed")]
     received = {"units": COUNTER.units, "bytes": COUNTER.bytes, "failed_later": len(stopped),

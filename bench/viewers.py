@@ -42,7 +42,7 @@ SIZE = (640, 360)
 COUNTS = (1, 10, 50)
 QUICK_COUNTS = (1, 10)
 KINDS = ("whep", "hls")
-PEERS_PER_PROCESS = {"whep": 13, "hls": 50}  # aiortc peers are heavy: 50 -> 4 processes
+PEERS_PER_PROCESS = {"whep": 13, "hls": 25}  # aiortc peers are heavy: 50 -> 4 processes
 WINDOW_S = 10.0
 QUICK_WINDOW_S = 3.0
 SETTLE_S = 2.0  # after the last join: playlists and jitter buffers reach their steady state
@@ -93,7 +93,7 @@ async def _viewers(kind: str, url: str, tokens: list[str]) -> tuple[list[subproc
 
 def _mark(children: list[subprocess.Popen[bytes]]) -> dict[str, int]:
     """Frames (WebRTC) or segments (HLS) and bytes the viewers have received so far, all processes."""
-    received = {"units": 0, "bytes": 0}
+    received = {"units": 0, "bytes": 0, "missed": 0}
     for child in children:
         assert child.stdin is not None and child.stdout is not None
         child.stdin.write(b"mark\n")
@@ -214,6 +214,7 @@ async def measure(options: Options) -> dict[str, Any]:
                     / steady.wall,
                     "received_kbit_s_per_viewer": (last["bytes"] - first["bytes"]) * 8 / 1000
                     / max(joined["joined"], 1) / steady.wall,
+                    "hls_segments_missed": last["missed"] - first["missed"],
                     **stopped,
                 }
                 auth_total = row["auth_cpu_ms_per_decision"] * decisions
@@ -275,10 +276,12 @@ def run(options: Options) -> dict[str, Any]:
              "from the first viewer's request to the last viewer's first media, CPU less the idle rate; stopped: "
              "viewers that failed after joining; kbit/s each: received in the window; auth: "
              "its own process, CPU during the joins per hook call; WebRTC peers count frames, they do not "
-             "decode; HLS clients poll every 0.5 s and fetch every segment; machine busy: all CPUs, anyone)")
+             "decode; HLS clients poll every 0.5 s, start 3 segments behind the newest and fetch every segment after it; machine busy: all CPUs, anyone)")
     for r in measured["rows"]:
         if r.get("failures"):
             text += f"\n{r['kind']} x{r['viewers']}: {len(r['failures'])} failed to join, e.g. {r['failures'][0]}"
+        if r.get("hls_segments_missed"):
+            text += f"\n{r['kind']} x{r['viewers']}: {r['hls_segments_missed']} segments gone before fetched (404)"
         if r.get("failed_later"):
             text += f"\n{r['kind']} x{r['viewers']}: {r['failed_later']} stopped while playing: {r['failed_later_why']}"
     return {"group": "viewers", "settings": {"window_s": measured["window_s"], "stream": measured["stream"],
