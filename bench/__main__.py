@@ -14,7 +14,7 @@ from pathlib import Path
 from . import report
 from .options import Options
 
-GROUPS = ("transport", "latency", "capacity", "glass")
+GROUPS = ("transport", "latency", "capacity", "glass", "viewers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             result["quick"] = options.quick
             result["load_average_after"] = os.getloadavg()
             print(f"\n{result['table']}\n", flush=True)
-            path = report.save(group, result, options.results_dir)
+            # a group skipped here (no browser, no MediaMTX) leaves the recorded figures alone
+            path = None if result.get("skipped") else report.save(group, result, options.results_dir)
             if path is not None:
                 print(f"({group}: {result['elapsed_s']:.0f} s; written to {path})", flush=True)
     except KeyboardInterrupt:

@@ -60,4 +60,5 @@ def test_glass_benchmark_prints_every_row(tmp_path: Path) -> None:
             label, stream, done.stdout)
     assert "failed" not in done.stdout, done.stdout
     result = json.loads((tmp_path / "glass.json").read_text())
-    assert all(r["runs"][0]["samples"] > 0 for r in result["results"]), result["results"]
+    measured = [r for r in result["results"] if "runs" in r]  # real-MediaMTX rows skip without a binary
+    assert all(r["runs"][0]["samples"] > 0 for r in measured), result["results"]
