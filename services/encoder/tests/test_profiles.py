@@ -26,7 +26,7 @@ def test_every_encoder_is_browser_safe(encoder: str, fmt: VideoFormat) -> None:
     assert option(command, "-c:v") == encoder
     assert option(command, "-bf") == "0"
     assert option(command, "-profile:v") in ("baseline", "main")
-    assert option(command, "-g") == option(command, "-keyint_min") == str(fmt.fps)
+    assert option(command, "-g") == option(command, "-keyint_min") == str(fmt.fps // 3)  # docs/performance.md
     assert option(command, "-bsf:v") == "dump_extra=freq=keyframe"
     assert option(command, "-fps_mode") == "cfr" and option(command, "-r") == str(fmt.fps)
     assert option(command, "-use_wallclock_as_timestamps") == "1"

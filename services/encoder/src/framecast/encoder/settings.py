@@ -19,7 +19,7 @@ class EncoderSettings(CommonSettings, kw_only=True, frozen=True):
     publish_auth: Literal["token", "none"] = "token"
     """token: ask the auth service for a short publish token per (re)start; none: publish without."""
     gop: int = 0
-    """Frames between keyframes; 0 = one second (the stream's fps)."""
+    """Frames between keyframes; 0 = a third of a second (a new viewer's first picture sooner)."""
     bitrate_kbps: int = 0
     """Target bitrate; 0 = chosen from the resolution."""
     stall_timeout_s: float = 5.0
