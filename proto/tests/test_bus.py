@@ -183,3 +183,13 @@ async def test_a_subscribe_cancelled_while_it_settles_leaves_the_connection_heal
         assert bus.nc.stats["reconnects"] == 0 and bus.nc.is_connected
     finally:
         await bus.close()
+
+
+async def test_a_list_of_servers_connects_to_one_that_answers(nats_server, stream_id: str) -> None:  # type: ignore[no-untyped-def]
+    # FRAMECAST_NATS_URL may name a cluster's nodes; one that is down is skipped
+    bus = await Bus.connect(f"nats://127.0.0.1:1, {nats_server.url}", client_id="cluster-client")
+    try:
+        assert bus.connected and bus.nc.connected_url is not None
+        assert bus.nc.connected_url.port == int(nats_server.url.rsplit(":", 1)[1])
+    finally:
+        await bus.close()

@@ -80,7 +80,11 @@ class Bus:
     async def connect(
         cls, url: str, *, client_id: str, connect_timeout: float = 10.0, **options: Any
     ) -> Bus:
-        """Connect, retrying until ``connect_timeout``; reconnect forever once connected."""
+        """Connect, retrying until ``connect_timeout``; reconnect forever once connected.
+
+        ``url`` may name several servers of a cluster, separated by commas: any one that answers
+        will do, and nats-py learns the cluster's other members from it, so a service rides out
+        the loss of the node it is connected to."""
         connected = False
         last_error = "no answer"
         bus: Bus | None = None
@@ -123,7 +127,7 @@ class Bus:
         try:
             nc = await asyncio.wait_for(
                 nats.connect(
-                    url,
+                    [server.strip() for server in url.split(",") if server.strip()],
                     name=client_id,
                     connect_timeout=2,
                     reconnect_time_wait=0.25,
