@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -43,6 +44,21 @@ def _attributes(subject: str, operation: str, size: int, client_id: str) -> dict
         "messaging.message.body.size": size,
         "messaging.client.id": client_id,
     }
+
+
+def credentials(url: str) -> dict[str, str]:
+    """nats-py options for the user in ``url`` (``nats://user:password@host:4222``).
+
+    The user and password are passed as options too, so that servers a cluster gossips (which
+    come without them) accept the connection as well. The inbox is named after the user
+    (``_INBOX.<user>``) so that NATS permissions can let each user read its own replies only:
+    issued tokens travel in replies (deploy/nats/users.conf).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if not parts.username:
+        return {}
+    user = urllib.parse.unquote(parts.username)
+    return {"user": user, "password": urllib.parse.unquote(parts.password or ""), "inbox_prefix": f"_INBOX.{user}"}
 
 
 async def settle(nc: Client) -> None:
@@ -105,7 +121,7 @@ class Bus:
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     error_cb=error,
-                    **options,
+                    **{**credentials(url), **options},
                 ),
                 connect_timeout,
             )
