@@ -129,10 +129,20 @@ def _ok(url: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def running_cluster(directory: Path, binary: str) -> AsyncIterator[Cluster]:
-    cluster = Cluster(directory)
+    # Free ports are only free until someone takes them: one more try with fresh ones.
+    for attempt in (1, 2):
+        cluster = Cluster(directory / f"try{attempt}")
+        cluster.directory.mkdir()
+        try:
+            cluster.start(binary)
+            await cluster.ready()
+        except AssertionError:
+            cluster.stop()
+            if attempt == 2:
+                raise
+            continue
+        break
     try:
-        cluster.start(binary)
-        await cluster.ready()
         yield cluster
     finally:
         cluster.stop()
