@@ -82,10 +82,11 @@ async def test_a_bad_stream_id_is_refused_before_anything_is_sent() -> None:
 
 
 async def test_stream_commands_without_nats_say_what_to_do() -> None:
-    env = dict(os.environ, FRAMECAST_NATS_URL="nats://127.0.0.1:1")
+    env = dict(os.environ, FRAMECAST_NATS_URL="nats://operator:s3cretpw@127.0.0.1:1")
     code, _, err = await _framecast("stream", "list", env=env)
     assert code == 1
-    assert "cannot reach NATS at nats://127.0.0.1:1" in err and "Traceback" not in err
+    assert "cannot reach NATS at nats://operator:***@127.0.0.1:1" in err and "Traceback" not in err
+    assert "s3cretpw" not in err
 
 
 async def test_a_nats_url_that_is_no_url_is_a_bad_setting_not_a_traceback() -> None:

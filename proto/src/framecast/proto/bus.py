@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -49,6 +51,26 @@ def _attributes(subject: str, operation: str, size: int, client_id: str) -> dict
     }
 
 
+def redacted(url: str) -> str:
+    """``url`` without its passwords, for log lines and errors."""
+    return re.sub(r"(://[^:/@,\s]+):[^@,\s]*@", r"\1:***@", url)
+
+
+def credentials(url: str) -> dict[str, str]:
+    """nats-py options for the user in ``url`` (``nats://user:password@host:4222``).
+
+    The user and password are passed as options too, so that servers a cluster gossips (which
+    come without them) accept the connection as well. The inbox is named after the user
+    (``_INBOX.<user>``) so that NATS permissions can let each user read its own replies only:
+    issued tokens travel in replies (deploy/nats/users.conf).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if not parts.username:
+        return {}
+    user = urllib.parse.unquote(parts.username)
+    return {"user": user, "password": urllib.parse.unquote(parts.password or ""), "inbox_prefix": f"_INBOX.{user}"}
+
+
 async def settle(nc: Client) -> None:
     """Until the server has processed everything ``nc`` sent before this call.
 
@@ -85,6 +107,7 @@ class Bus:
         ``url`` may name several servers of a cluster, separated by commas: any one that answers
         will do, and nats-py learns the cluster's other members from it, so a service rides out
         the loss of the node it is connected to."""
+        shown = redacted(url)
         connected = False
         last_error = "no answer"
         bus: Bus | None = None
@@ -97,7 +120,7 @@ class Bus:
             nonlocal outage_since, reported_at
             if outage_since is None and bus is not None and not bus.closing:
                 outage_since = reported_at = time.monotonic()
-                log.warning("lost the connection to NATS (%s); reconnecting", detail, extra={"nats_url": url})
+                log.warning("lost the connection to NATS (%s); reconnecting", detail, extra={"nats_url": shown})
 
         async def disconnected() -> None:
             begin_outage(last_error if connected else "disconnected")
@@ -106,7 +129,7 @@ class Bus:
             nonlocal outage_since
             lasted = f" after {time.monotonic() - outage_since:.1f} s" if outage_since is not None else ""
             outage_since = None
-            log.info("reconnected to NATS%s", lasted, extra={"nats_url": url})
+            log.info("reconnected to NATS%s", lasted, extra={"nats_url": shown})
 
         async def error(exc: Exception) -> None:
             nonlocal last_error, reported_at
@@ -118,11 +141,11 @@ class Bus:
             if outage_since is None and lost:
                 begin_outage(last_error)  # nats-py reports the lost socket before "disconnected"
             elif outage_since is None:
-                log.warning("NATS connection error: %s", last_error, extra={"nats_url": url})
+                log.warning("NATS connection error: %s", last_error, extra={"nats_url": shown})
             elif now - reported_at >= OUTAGE_REPORT_S:
                 reported_at = now
                 log.warning("still disconnected from NATS after %.0f s: %s", now - outage_since, last_error,
-                            extra={"nats_url": url})
+                            extra={"nats_url": shown})
 
         try:
             nc = await asyncio.wait_for(
@@ -135,16 +158,16 @@ class Bus:
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     error_cb=error,
-                    **options,
+                    **{**credentials(url), **options},
                 ),
                 connect_timeout,
             )
         except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
-            raise NatsUnavailable(url, last_error if isinstance(exc, asyncio.TimeoutError) else str(exc)) from None
+            raise NatsUnavailable(shown, last_error if isinstance(exc, asyncio.TimeoutError) else str(exc)) from None
         except nats.errors.Error as exc:
             if "invalid connect url" in str(exc):
-                raise BadNatsUrl(url) from None
-            raise NatsUnavailable(url, str(exc)) from None
+                raise BadNatsUrl(shown) from None
+            raise NatsUnavailable(shown, str(exc)) from None
         connected = True
         bus = cls(nc, client_id)
         return bus
