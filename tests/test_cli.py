@@ -6,8 +6,10 @@ import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from framecast.capture.service import lifespan as capture_lifespan
 from framecast.capture.settings import CaptureSettings
@@ -142,3 +144,14 @@ def test_a_bad_variable_stops_a_service_with_one_line() -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("framecast encoder: FRAMECAST_")
+
+
+@pytest.mark.parametrize("service", ["auth", "capture", "encoder", "gateway"])
+def test_python_m_service_help_prints_help_and_starts_nothing(service: str, tmp_path: Path) -> None:
+    """``python -m framecast.<service> --help`` is ``framecast <service> --help``: no keys, no service."""
+    env = dict(os.environ, FRAMECAST_AUTH_KEY_DIR=str(tmp_path / "keys"), FRAMECAST_NATS_URL="nats://127.0.0.1:9")
+    result = subprocess.run([sys.executable, "-m", f"framecast.{service}", "--help"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: framecast {service}")
+    assert not (tmp_path / "keys").exists()

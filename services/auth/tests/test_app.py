@@ -40,7 +40,13 @@ def assert_problem(response: object, status: int) -> None:
         b'{"ip":"1.1.1.1"}',
         b'{"ip":"1.1.1.1","action":"read","id":5}',
         b"\x00\xff",
+        b'{"ip":"\xff\xfe","action":"read"}',
+        b'{"ip":"1.1.1.1","user":"\xc3\x28"}',
+        b'{"x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"x":' + b'{"y":' * 2500 + b"1" + b"}" * 2500 + b"}",
+        b"[" * 10_000,
     ],
+    ids=lambda body: repr(body[:24]),
 )
 async def test_malformed_hook_bodies_are_400(
     client: Client, body: bytes, audit_log: list[AuthDecision]
@@ -79,10 +85,43 @@ async def test_oversized_bodies_are_413(client: Client, mediamtx_request: MakeRe
     assert_problem(response, 413)
 
 
-async def test_unknown_routes_and_methods_are_problems(client: Client) -> None:
-    assert_problem(await client.get("/mediamtx/auth"), 405)
-    assert_problem(await client.get("/nowhere"), 404)
-    assert_problem(await client.post("/.well-known/jwks.json"), 405)
+@pytest.mark.parametrize("missing", ["ip", "user", "password", "token", "action", "path", "protocol", "id",
+                                     "query", "userAgent"])
+async def test_a_body_missing_any_mediamtx_key_is_400_even_with_a_valid_token(
+    client: Client, issuer: TokenIssuer, mediamtx_request: MakeRequest, audit_log: list[AuthDecision], missing: str
+) -> None:
+    token = issuer.issue_viewer("cam1", "alice").token
+    body = mediamtx_request(token=token, password=token, query=f"token={token}")
+    assert (await client.post("/mediamtx/auth", json=body)).status_code == 200
+    del body[missing]
+    response = await client.post("/mediamtx/auth", json=body)
+    assert_problem(response, 400)
+    assert f"`{missing}`" in response.json()["detail"]
+    assert token not in response.text
+    assert len(audit_log) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/nowhere", 404),
+        ("GET", "/.well-known/jwks.jsonx", 404),
+        ("GET", "/jwks", 404),
+        ("GET", "/.well-known/jwks", 404),
+        ("GET", "/mediamtx/auth", 405),
+        ("POST", "/.well-known/jwks.json", 405),
+    ],
+)
+async def test_unknown_routes_and_methods_cannot_pass_for_a_key_set(
+    client: Client, method: str, path: str, status: int
+) -> None:
+    """MediaMTX caches any JSON object at its JWKS URL, whatever the status: a wrong URL must not parse."""
+    response = await client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/plain")
+    with pytest.raises(ValueError):
+        msgspec.json.decode(response.content)
+    assert "/.well-known/jwks.json" in response.text
 
 
 async def test_an_internal_failure_denies_without_a_5xx(

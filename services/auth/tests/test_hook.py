@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from framecast.auth import FailureLimiter, TokenIssuer, TokenVerifier
+from framecast.auth import FailureLimiter, KeyStore, TokenIssuer, TokenVerifier
 from framecast.auth.hook import (
     Decision,
     HookRequest,
@@ -18,6 +18,7 @@ from framecast.auth.hook import (
     extract_token,
     query_token,
 )
+from framecast.auth.tokens import VerifiedToken
 
 if TYPE_CHECKING:
     from conftest import FakeClock, MakeRequest
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
 
 def parse(body: dict[str, object]) -> HookRequest:
     return decode_request(json.dumps(body).encode())
+
+
+def forged(issuer: TokenIssuer) -> str:
+    """A well-formed token with a known kid and a wrong signature: costs a full ECDSA check."""
+    header, payload, _ = issuer.issue_viewer("cam1", "mallory").token.split(".")
+    other = issuer.issue_viewer("cam2", "mallory").token.split(".")[2]
+    return f"{header}.{payload}.{other}"
 
 
 def test_the_documented_example_decodes() -> None:
@@ -49,12 +57,18 @@ def test_go_escapes_and_null_id_decode() -> None:
     assert request.id is None
 
 
-def test_older_mediamtx_without_token_or_user_agent_decodes() -> None:
-    request = decode_request(
-        b'{"ip":"10.0.0.5","user":"u","password":"p","action":"read","path":"cam1","protocol":"hls","id":null,"query":""}'
-    )
-    assert request.token == "" and request.user_agent == ""
-    assert extract_token(request) == "p"
+@pytest.mark.parametrize(
+    "body",
+    [
+        # MediaMTX before v1.12.3 (no token) and before v1.19.0 (no userAgent): refused, by design
+        b'{"ip":"10.0.0.5","user":"u","password":"p","action":"read","path":"cam1","protocol":"hls","id":null,"query":""}',
+        b'{"ip":"10.0.0.5","user":"u","password":"p","token":"p","action":"read","path":"cam1","protocol":"hls",'
+        b'"id":null,"query":""}',
+    ],
+)
+def test_older_mediamtx_shapes_are_refused(body: bytes) -> None:
+    with pytest.raises(HookRequestError, match="missing required field"):
+        decode_request(body)
 
 
 def test_unknown_fields_from_newer_mediamtx_are_ignored(mediamtx_request: MakeRequest) -> None:
@@ -72,7 +86,14 @@ def test_unknown_fields_from_newer_mediamtx_are_ignored(mediamtx_request: MakeRe
         b'{"action":"read"}',
         b'{"ip":1,"action":"read"}',
         b"\xff\xfe",
+        b'{"ip":"\xff","user":"","password":"","token":"","action":"read","path":"","protocol":"","id":null,'
+        b'"query":"","userAgent":""}',
+        b"[" * 5000,
+        b'{"x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"ip":"1.2.3.4","user":"","password":"","token":"","action":"read","path":"","protocol":"","id":7,'
+        b'"query":"","userAgent":""}',
     ],
+    ids=lambda body: repr(body[:20]),
 )
 def test_bodies_mediamtx_never_sends_are_refused(body: bytes) -> None:
     with pytest.raises(HookRequestError):
@@ -89,18 +110,29 @@ def test_repr_hides_credentials(mediamtx_request: MakeRequest) -> None:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"token": "T", "password": "P", "query": "token=Q"}, "T"),
-        ({"password": "P", "query": "token=Q"}, "P"),
-        ({"query": "token=Q"}, "Q"),
-        ({"query": "jwt=J"}, "J"),
-        ({"query": "a=1&token=Q&z=2"}, "Q"),
-        ({"query": "token=Q&jwt=J"}, "Q"),
-        ({"query": "token=Q1&token=Q2&jwt=J"}, "J"),
-        ({"query": "token=Q1&token=Q2"}, ""),
-        ({"query": "tokens=Q&xjwt=J"}, ""),
-        ({"query": "token="}, ""),
-        ({"query": "controls=false&muted=true"}, ""),
-        ({"query": "token=a%2Eb%2Ec"}, "a.b.c"),
+        # MediaMTX put the Bearer token, the password or the RTSP/RTMP query token into token
+        ({"token": "T", "password": "T", "query": "token=Q"}, "T"),
+        ({"token": "T", "protocol": "hls", "query": "token=Q"}, "T"),
+        # HLS and WebRTC: MediaMTX leaves ?token= in the query, with its rule
+        ({"protocol": "hls", "query": "token=Q"}, "Q"),
+        ({"protocol": "webrtc", "query": "jwt=J"}, "J"),
+        ({"protocol": "hls", "query": "a=1&token=Q&z=2"}, "Q"),
+        ({"protocol": "webrtc", "query": "token=Q&jwt=J"}, "Q"),
+        ({"protocol": "webrtc", "query": "token=Q1&token=Q2&jwt=J"}, "J"),
+        ({"protocol": "webrtc", "query": "token=Q1&token=Q2"}, ""),
+        ({"protocol": "hls", "query": "tokens=Q&xjwt=J"}, ""),
+        ({"protocol": "hls", "query": "token="}, ""),
+        ({"protocol": "webrtc", "query": "controls=false&muted=true"}, ""),
+        ({"protocol": "hls", "query": "token=a%2Eb%2Ec"}, "a.b.c"),
+        # nowhere else: an RTSP/RTMP query token MediaMTX did not take, api, metrics, pprof, playback
+        ({"protocol": "rtsp", "query": "token=Q1&token=Q2&jwt=J"}, ""),
+        ({"protocol": "rtmp", "query": "user=x&pass=P"}, ""),
+        ({"protocol": "srt", "query": "token=Q"}, ""),
+        *(
+            ({"action": action, "protocol": "", "path": "", "id": None, "query": "token=Q"}, "")
+            for action in ("api", "metrics", "pprof", "playback")
+        ),
+        ({"password": "P"}, ""),  # never without token from v1.12.3 on
         ({}, ""),
     ],
 )
@@ -158,19 +190,61 @@ def test_a_revoked_token_is_denied(
     assert decision == Decision(False, "revoked", "alice", jti)
 
 
-def test_a_blocked_client_is_denied_without_verifying(
-    issuer: TokenIssuer, verifier: TokenVerifier, mediamtx_request: MakeRequest, clock: FakeClock
+class CountingVerifier(TokenVerifier):
+    """The verifier under test, counting how often a signature is checked."""
+
+    calls = 0
+
+    def verify(self, token: str) -> VerifiedToken:
+        self.calls += 1
+        return super().verify(token)
+
+
+def test_a_blocked_client_still_gets_in_with_a_valid_token(
+    issuer: TokenIssuer, keystore: KeyStore, mediamtx_request: MakeRequest, clock: FakeClock
 ) -> None:
-    limiter = FailureLimiter(max_failures=3, clock=clock)
-    bad = parse(mediamtx_request(ip="203.0.113.7", token="forged"))
-    good = parse(mediamtx_request(ip="203.0.113.7", token=issuer.issue_viewer("cam1", "alice").token))
+    """Viewers behind one NAT: another client's failures from the same address lock nobody out."""
+    verifier = CountingVerifier(keystore, issuer.issuer, issuer.audience, clock=clock)
+    limiter = FailureLimiter(max_failures=3, probe_rate=1.0, probe_burst=2, clock=clock)
+    bad = parse(mediamtx_request(ip="203.0.113.7", token=forged(issuer)))
     for _ in range(3):
-        assert decide(bad, verifier, lambda jti: False, limiter).reason == "malformed"
-    assert decide(good, verifier, lambda jti: False, limiter).reason == "rate_limited"
-    other = parse(mediamtx_request(ip="203.0.113.8", token=good.token))
+        assert decide(bad, verifier, lambda jti: False, limiter).reason == "bad_signature"
+    assert limiter.blocked("203.0.113.7")
+    for _ in range(2):  # the probe allowance: verified, and refused
+        assert decide(bad, verifier, lambda jti: False, limiter).reason == "bad_signature"
+    assert decide(bad, verifier, lambda jti: False, limiter).reason == "rate_limited"
+    calls = verifier.calls
+    fresh = parse(mediamtx_request(ip="203.0.113.7", token=issuer.issue_viewer("cam1", "alice").token))
+    assert decide(fresh, verifier, lambda jti: False, limiter).reason == "rate_limited", "allowance spent"
+    clock.advance(1)
+    assert decide(fresh, verifier, lambda jti: False, limiter).allowed, "a probe refilled: a new token gets in"
+    assert verifier.calls == calls + 1
+    for _ in range(10):  # the known good token passes however busy the guesser is
+        assert decide(bad, verifier, lambda jti: False, limiter).reason in ("bad_signature", "rate_limited")
+        assert decide(fresh, verifier, lambda jti: False, limiter).allowed
+    other = parse(mediamtx_request(ip="203.0.113.8", token=issuer.issue_viewer("cam1", "bob").token))
     assert decide(other, verifier, lambda jti: False, limiter).allowed
-    clock.advance(limiter.block_s)
-    assert decide(good, verifier, lambda jti: False, limiter).allowed
+
+
+def test_brute_force_from_a_blocked_client_is_verified_only_at_the_probe_rate(
+    issuer: TokenIssuer, keystore: KeyStore, mediamtx_request: MakeRequest, clock: FakeClock
+) -> None:
+    verifier = CountingVerifier(keystore, issuer.issuer, issuer.audience, clock=clock)
+    limiter = FailureLimiter(max_failures=20, block_s=300, probe_rate=1.0, probe_burst=5, clock=clock)
+    valid = issuer.issue_viewer("cam1", "alice").token
+    assert decide(parse(mediamtx_request(ip="198.51.100.1", token=valid)), verifier, lambda jti: False,
+                  limiter).allowed
+    verifier.calls = 0
+    reasons = []
+    for second in range(60):  # 100 signed guesses a second for a minute
+        for _ in range(100):
+            guess = parse(mediamtx_request(ip="198.51.100.1", token=forged(issuer)))
+            reasons.append(decide(guess, verifier, lambda jti: False, limiter).reason)
+        clock.advance(1)
+        assert second < 1 or limiter.blocked("198.51.100.1")
+    assert "ok" not in reasons
+    assert reasons.count("rate_limited") > 5_800
+    assert verifier.calls <= 20 + 5 + 60, "failures until the block, then the burst, then one a second"
 
 
 def test_neither_challenges_nor_successes_count_as_failures(

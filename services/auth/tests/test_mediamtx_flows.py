@@ -196,14 +196,20 @@ async def test_revoked_tokens_are_denied(
     assert audit_log[-1].reason == "revoked"
 
 
-async def test_repeated_failures_block_the_client_but_not_others(
+async def test_repeated_failures_block_guessing_but_not_the_valid_tokens_behind_the_same_address(
     client: Client, issuer: TokenIssuer, mediamtx_request: MakeRequest, audit_log: list[AuthDecision]
 ) -> None:
+    """Viewers behind one NAT share an address: one client's failures must not lock the others out."""
     token = issuer.issue_viewer("cam1", "viewer").token
     for _ in range(20):
         assert await ask(client, mediamtx_request(ip="203.0.113.9", token="guess")) == 401
-    assert await ask(client, mediamtx_request(ip="203.0.113.9", token=token)) == 401
+    assert await ask(client, mediamtx_request(ip="203.0.113.9", token=token)) == 200
+    header, payload, _ = token.split(".")
+    forged = f"{header}.{payload}.{issuer.issue_viewer('cam2', 'x').token.split('.')[2]}"
+    for _ in range(20):
+        assert await ask(client, mediamtx_request(ip="203.0.113.9", token=forged)) == 401
     assert audit_log[-1].reason == "rate_limited"
+    assert await ask(client, mediamtx_request(ip="203.0.113.9", token=token)) == 200
     assert await ask(client, mediamtx_request(ip="203.0.113.10", token=token)) == 200
 
 

@@ -201,22 +201,52 @@ def test_a_tampered_payload_fails_the_signature(issuer: TokenIssuer, verifier: T
     assert reason_for(verifier, f"{header}.{payload}.") == "bad_signature"
 
 
-def test_times_are_checked_with_leeway(
-    keystore: KeyStore, verifier: TokenVerifier, make_claims: MakeClaims, clock: FakeClock
+@pytest.mark.parametrize(
+    ("claims", "offset", "reason"),
+    [
+        # MediaMTX (golang-jwt v5 defaults): valid while nbf <= now < exp, no leeway, whole seconds.
+        ({"exp": 0}, 0.0, "expired"),
+        ({"exp": 0}, -0.001, None),
+        ({"exp": 1}, 0.999, None),
+        ({"exp": 0.9}, 0.5, "expired"),  # exp is cut to the second before it is compared
+        ({"exp": -10}, 0.0, "expired"),
+        ({"nbf": 0}, 0.0, None),
+        ({"nbf": 0}, -0.001, "not_yet_valid"),
+        ({"nbf": 0.9}, 0.0, None),  # nbf is cut to the second too
+        ({"nbf": 1}, 0.999, "not_yet_valid"),
+        ({"iat": 3600}, 0.0, None),  # iat is not checked
+        ({"iat": -3600}, 0.0, None),
+    ],
+)
+def test_times_are_judged_as_mediamtx_judges_them(
+    keystore: KeyStore,
+    verifier: TokenVerifier,
+    make_claims: MakeClaims,
+    clock: FakeClock,
+    claims: dict[str, float],
+    offset: float,
+    reason: str | None,
 ) -> None:
-    key = keystore.signing_key()
+    """Relative times: ``now`` is a whole second; the clock then moves by ``offset``."""
     now = int(clock())
-    assert reason_for(verifier, key.sign(make_claims(exp=now - 10))) == "expired"
-    assert reason_for(verifier, key.sign(make_claims(exp=now - 5))) == "expired"
-    assert verifier.verify(key.sign(make_claims(exp=now - 4))).subject == "tester"
-    assert reason_for(verifier, key.sign(make_claims(nbf=now + 60))) == "not_yet_valid"
-    assert verifier.verify(key.sign(make_claims(nbf=now + 5))).subject == "tester"
-    assert verifier.verify(key.sign(make_claims(iat=now + 3600))).subject == "tester", "iat is not checked"
+    times = {"nbf": now - 60, **{k: now + v for k, v in claims.items()}}
+    token = keystore.signing_key().sign(make_claims(**times))
+    clock.advance(offset)
+    try:
+        verifier.verify(token)
+    except TokenError as exc:
+        assert exc.reason == reason
+    else:
+        assert reason is None
 
 
-def test_an_issued_token_expires(issuer: TokenIssuer, verifier: TokenVerifier, clock: FakeClock) -> None:
+def test_an_issued_token_expires_exactly_at_exp(
+    issuer: TokenIssuer, verifier: TokenVerifier, clock: FakeClock
+) -> None:
     token = issuer.issue_viewer("cam1", "alice", ttl=60).token
-    clock.advance(60 + verifier.leeway_s)
+    clock.advance(59.999)
+    assert verifier.verify(token).subject == "alice"
+    clock.advance(0.001)
     assert reason_for(verifier, token) == "expired"
 
 

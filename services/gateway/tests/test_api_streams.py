@@ -176,6 +176,10 @@ async def test_missing_field_malformed_json_and_bad_path_are_400(client: httpx.A
     assert_problem(await client.post("/api/streams", content=b"{not json",
                                      headers={"content-type": "application/json"}), 400, "JSON")
     assert_problem(await client.get("/api/streams/not%20an%20id"), 400, "stream_id (in the path)")
+    for body in (b'{"stream_id":"\xff\xfe"}', b'{"stream_id":"cam","x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+                 b"[" * 5000):
+        assert_problem(await client.post("/api/streams", content=body,
+                                         headers={"content-type": "application/json"}), 400, "JSON")
     assert_problem(await client.get("/api/events", headers={"Last-Event-ID": "x"}), 400, "Last-Event-ID")
 
 

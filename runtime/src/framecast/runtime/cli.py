@@ -7,6 +7,7 @@ group, so a host with only the encoder installed gets only ``framecast encoder``
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
@@ -27,3 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except KeyboardInterrupt:
         return 130
+
+
+def service_main(service: str) -> int:
+    """``python -m framecast.<service>``: exactly ``framecast <service> [ARGS]``, so ``--help``
+    prints the service's help (its settings too) and exits instead of starting it."""
+    return main([service, *sys.argv[1:]])

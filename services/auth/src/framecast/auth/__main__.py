@@ -1,7 +1,7 @@
-"""``python -m framecast.auth`` runs the auth service."""
+"""``python -m framecast.auth`` runs the auth service, as ``framecast auth`` does (``--help`` too)."""
 
 import sys
 
-from .cli import main
+from framecast.runtime.cli import service_main
 
-sys.exit(main())
+sys.exit(service_main("auth"))

@@ -3,6 +3,9 @@
 Why: MediaMTX asks ``POST /mediamtx/auth`` about every access (any 2xx allows, anything else
 denies) and, in ``authMethod: jwt``, fetches ``GET /.well-known/jwks.json``. The hook must
 stay up and answer fast whatever it is sent: bad input is a 4xx, never a 5xx or a stack trace.
+A wrong JWKS URL must not look like a key set either: MediaMTX caches any JSON object it gets
+there as the JWKS, whatever the status (/work/shared/MEDIAMTX.md §2.4), so an unknown route or
+method answers plain text, which its parser refuses (and so retries on the next request).
 Every decision goes to the audit sink without the token, password or query string.
 
 Wiring (NATS, revocation KV, audit publishing, the runner) stays outside: ``create_app``
@@ -19,13 +22,14 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
+from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from framecast.proto.messages import AuthDecision
 from framecast.runtime import health
 from framecast.runtime.health import Health
-from framecast.runtime.problems import exception_handler, problem_response
+from framecast.runtime.problems import exception_handler, problem_response, title
 
 from .hook import (
     Decision,
@@ -120,12 +124,23 @@ def create_app(
 
     return Litestar(
         route_handlers=[mediamtx_auth, jwks, *health.health_routes(readiness)],
-        exception_handlers={Exception: exception_handler(service="auth service", log=logger)},
+        exception_handlers={
+            Exception: exception_handler(service="auth service", log=logger),
+            NotFoundException: _not_a_key_set,
+            MethodNotAllowedException: _not_a_key_set,
+        },
         request_max_body_size=max_body_bytes,
         openapi_config=None,
         logging_config=None,
         debug=False,
     )
+
+
+def _not_a_key_set(_request: Request[Any, Any, Any], exc: NotFoundException | MethodNotAllowedException) -> Response[bytes]:
+    """404/405 as plain text: never JSON, which MediaMTX would cache as an (empty) key set."""
+    body = f"{exc.status_code} {title(exc.status_code)}; the JWKS is at {JWKS_PATH}\n"
+    return Response(body.encode(), status_code=exc.status_code, media_type="text/plain",
+                    headers=dict(exc.headers or {}))
 
 
 def _log(request: HookRequest, decision: Decision) -> None:

@@ -6,13 +6,21 @@ credentials the way a JWT check wants them (same section):
 
 - ``token`` is the Bearer token, else the *password*, else (RTSP/RTMP only) a ``token=`` or
   ``jwt=`` query parameter; so a JWT given as an RTSP password arrives in ``token`` too.
-- For HLS and WebRTC a ``?token=`` never reaches ``token``: we parse ``query`` ourselves, with
-  MediaMTX's rule (``token`` if it appears exactly once, else ``jwt`` if exactly once). HLS
-  session creation re-encodes the query with sorted keys; parsing does not care.
+- For HLS and WebRTC a ``?token=`` never reaches ``token``: for those two protocols only we
+  parse ``query`` ourselves, with MediaMTX's rule (``token`` if it appears exactly once, else
+  ``jwt`` if exactly once). HLS session creation re-encodes the query with sorted keys; parsing
+  does not care. ``api``, ``metrics``, ``pprof`` and ``playback`` (protocol empty) never take a
+  token from the query: MediaMTX reads theirs from the ``Authorization`` header into ``token``.
 - The first RTSP attempt carries no credentials at all. It must be denied: that denial is
   what makes MediaMTX send the 401 challenge after which the client sends its credentials.
 - ``api``, ``metrics`` and ``pprof`` come with an empty path and are granted only by tokens
   whose permissions name them, which only ``TokenIssuer.issue_service`` writes.
+
+The body must have the shape MediaMTX v1.20.1 (the pinned version) always sends: all ten keys,
+each with its JSON type; anything else is a 400 naming the field. Older shapes are refused on
+purpose: MediaMTX before v1.12.3 sent no ``token`` and before v1.19.0 no ``userAgent``, and a
+hook that guessed at them would decide on credentials MediaMTX may have placed differently.
+Keys added by a newer MediaMTX are ignored.
 
 The decision never carries the token, password or query, and neither does ``repr()`` of
 the request.
@@ -30,7 +38,7 @@ from framecast.proto.messages import AuthDecision
 
 from .permissions import ACTIONS
 from .ratelimit import FailureLimiter
-from .tokens import TokenError, TokenErrorReason, TokenVerifier
+from .tokens import TokenError, TokenErrorReason, TokenVerifier, VerifiedToken
 
 DecisionReason = (
     Literal["ok", "no_credentials", "unknown_action", "rate_limited", "forbidden", "internal_error"]
@@ -39,6 +47,8 @@ DecisionReason = (
 RevocationCheck = Callable[[str], bool]
 """``is_revoked(jti)``: answered from an in-memory mirror, so it is cheap and synchronous."""
 
+_UNSIGNED_REASONS: frozenset[str] = frozenset({"too_large", "malformed", "bad_algorithm", "unknown_kid"})
+"""Refusals before any signature check (malformed claims after one are too rare to matter)."""
 _AUDIT_FIELD_MAX = 512
 _QUERY_FIELDS_MAX = 100
 
@@ -52,19 +62,19 @@ class HookRequestError(ValueError):
 
 
 class HookRequest(msgspec.Struct, frozen=True, kw_only=True, rename={"user_agent": "userAgent"}):
-    """The JSON MediaMTX posts (docs/mediamtx.md, "Auth hook"). Fields added in later versions default to empty:
-    ``token`` arrived in v1.12.3, ``userAgent`` in v1.19.0. Unknown fields are ignored."""
+    """The JSON MediaMTX v1.20.1 posts (docs/mediamtx.md, "Auth hook"): every key is required,
+    ``id`` may be ``null``. Unknown keys are ignored."""
 
     ip: str
-    user: str = ""
-    password: str = ""
-    token: str = ""
+    user: str
+    password: str
+    token: str
     action: str
-    path: str = ""
-    protocol: str = ""
-    id: str | None = None
-    query: str = ""
-    user_agent: str = ""
+    path: str
+    protocol: str
+    id: str | None
+    query: str
+    user_agent: str
 
     def __repr__(self) -> str:
         return (
@@ -92,14 +102,22 @@ def decode_request(body: bytes) -> HookRequest:
         return _decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise HookRequestError(f"invalid hook request: {exc}") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise HookRequestError("body is not JSON") from None
+    except RecursionError:  # msgspec's bound on nesting; MediaMTX's body is one flat object
+        raise HookRequestError("body is nested too deeply") from None
+
+
+QUERY_TOKEN_PROTOCOLS: frozenset[str] = frozenset({"hls", "webrtc"})
+"""Where MediaMTX leaves a ``?token=`` in ``query`` for the hook to find (RTSP and RTMP move it into ``token``)."""
 
 
 def extract_token(request: HookRequest) -> str:
-    """The credential to verify: ``token``, else ``password`` (MediaMTX before v1.12.3), else
-    the query's ``token``/``jwt`` parameter. Empty when the client sent nothing."""
-    return request.token or request.password or query_token(request.query)
+    """The credential to verify: ``token`` (MediaMTX's Bearer, password or RTSP/RTMP query
+    token), else for HLS and WebRTC the query's ``token``/``jwt``. Empty when there is none."""
+    if request.token:
+        return request.token
+    return query_token(request.query) if request.protocol in QUERY_TOKEN_PROTOCOLS else ""
 
 
 def query_token(query: str) -> str:
@@ -124,19 +142,22 @@ def decide(
     """Allow only a valid, unrevoked token whose permissions cover this action and path.
 
     Failures other than a missing credential (the normal first RTSP attempt) and an unknown
-    action (MediaMTX's doing, not the client's) count against the client's IP.
+    action (MediaMTX's doing, not the client's) count against the client's IP. A blocked IP's
+    tokens are verified only as the limiter admits them; a token it knows to be good always is.
     """
     if request.action not in ACTIONS:
         return Decision(False, "unknown_action")
-    if limiter is not None and limiter.blocked(request.ip):
-        limiter.record_failure(request.ip)
-        return Decision(False, "rate_limited")
     token = extract_token(request)
     if not token:
         return Decision(False, "no_credentials")
-    decision = _judge(request, token, verifier, is_revoked)
-    if limiter is not None and not decision.allowed:
-        limiter.record_failure(request.ip)
+    if limiter is not None and not limiter.admit(request.ip, token):
+        return Decision(False, "rate_limited")
+    decision, verified = _judge(request, token, verifier, is_revoked)
+    if limiter is not None:
+        if verified is not None:
+            limiter.record_success(token, verified.expires_at - verifier.clock())
+        if not decision.allowed:
+            limiter.record_failure(request.ip, checked_signature=decision.reason not in _UNSIGNED_REASONS)
     return decision
 
 
@@ -157,13 +178,13 @@ def audit_record(request: HookRequest, decision: Decision, at: float) -> AuthDec
 
 def _judge(
     request: HookRequest, token: str, verifier: TokenVerifier, is_revoked: RevocationCheck
-) -> Decision:
+) -> tuple[Decision, VerifiedToken | None]:
     try:
         verified = verifier.verify(token)
     except TokenError as exc:
-        return Decision(False, exc.reason)
+        return Decision(False, exc.reason), None
     if is_revoked(verified.jti):
-        return Decision(False, "revoked", verified.subject, verified.jti)
+        return Decision(False, "revoked", verified.subject, verified.jti), verified
     if not verified.grants(request.action, request.path):
-        return Decision(False, "forbidden", verified.subject, verified.jti)
-    return Decision(True, "ok", verified.subject, verified.jti)
+        return Decision(False, "forbidden", verified.subject, verified.jti), verified
+    return Decision(True, "ok", verified.subject, verified.jti), verified

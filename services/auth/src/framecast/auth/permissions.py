@@ -5,14 +5,15 @@ the hook applies the same rules, so a permission means the same thing in either 
 
 Path patterns follow MediaMTX exactly: empty matches any path, ``~`` introduces a regular
 expression searched anywhere in the path (anchor it with ``^…$``), anything else is an exact,
-case-sensitive comparison. Go's RE2 and Python's ``re`` differ; handled here: ``\\d``, ``\\w``,
-``\\s`` and ``\\b`` are ASCII-only as in RE2, and patterns using what RE2 rejects (lookaround,
-backreferences, conditionals, atomic groups) never match, as an invalid pattern never
-matches in MediaMTX (so, wrongly, does one with ``\\\\1``, an escaped backslash and a
-digit). Remaining differences (paths are ASCII, so they are rare): Python rejects RE2's ``\\z``,
-``\\pN``/``\\p{…}`` and ``(?<name>…)``, so such a pattern never matches here while it may in
-MediaMTX; ``[[:alpha:]]`` means something else to Python; possessive quantifiers are accepted
-here but rejected by RE2. Our issuer writes exact paths only.
+case-sensitive comparison. MediaMTX compiles the expression with Go's ``regexp`` (RE2 syntax),
+and so do we, with Google's RE2 (``google-re2``): the same syntax (``\\d`` ASCII-only,
+``\\pN``, ``\\z``, ``[[:alpha:]]``, ``(?P<name>…)``; no lookaround or backreferences), and
+above all the same cost: time linear in the path's length, whatever a token's pattern is, so
+no pattern can stall the event loop (Python's backtracking ``re`` took seconds on
+``(a+)+$``). A pattern RE2 rejects never matches, as an invalid one never matches in MediaMTX;
+so does ``\\C`` (any byte), which only C++ RE2 accepts, and one whose compiled form needs more
+than ``_MAX_PATTERN_MEMORY`` (a hostile pattern cannot make us hold much memory). Our issuer
+writes exact paths only.
 
 Actions match exactly: a ``read`` permission does not cover ``playback`` (MediaMTX takes the
 first permission whose action *equals* the request's), so viewer tokens carry both.
@@ -25,6 +26,7 @@ import re
 from typing import Literal, get_args
 
 import msgspec
+import re2
 
 Action = Literal["publish", "read", "playback", "api", "metrics", "pprof"]
 ACTIONS: frozenset[str] = frozenset(get_args(Action))
@@ -33,7 +35,12 @@ PATH_ACTIONS: frozenset[str] = frozenset({"publish", "read", "playback"})
 """Actions whose permissions are checked against the path; for the others it is ignored."""
 SERVICE_ACTIONS: frozenset[str] = frozenset({"api", "metrics", "pprof"})
 
-_RE2_UNSUPPORTED = re.compile(r"\(\?(?:[=!>(]|<[=!]|P=)|\\[1-9]")
+_GO_UNSUPPORTED = re.compile(r"(?<!\\)(?:\\\\)*\\C")
+"""``\\C`` not preceded by an escaping backslash: C++ RE2 takes it, Go's regexp does not."""
+_MAX_PATTERN_MEMORY = 1 << 20
+_options = re2.Options()
+_options.max_mem = _MAX_PATTERN_MEMORY
+_options.log_errors = False
 
 
 class Permission(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -60,11 +67,11 @@ def path_matches(pattern: str, path: str) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _compile(expression: str) -> re.Pattern[str] | None:
-    """The compiled pattern, or ``None`` where RE2 (hence MediaMTX) would reject it."""
-    if _RE2_UNSUPPORTED.search(expression):
+def _compile(expression: str) -> re2._Regexp | None:
+    """The compiled pattern, or ``None`` where Go's regexp (hence MediaMTX) would reject it."""
+    if _GO_UNSUPPORTED.search(expression):
         return None
     try:
-        return re.compile(expression, re.ASCII)
-    except re.error:
+        return re2.compile(expression, _options)
+    except re2.error:
         return None

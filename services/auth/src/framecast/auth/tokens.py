@@ -7,10 +7,15 @@ same permission rules (permissions.py), so a token means the same thing either w
 The verifier is stricter than MediaMTX where that costs our own tokens nothing: only ES256,
 a known ``kid``, and ``exp``, ``sub`` and ``jti`` are required (MediaMTX accepts tokens
 without ``exp``; ``jti`` is what revocation keys on); ``crit`` and ``b64`` headers are refused.
+Times are judged exactly as MediaMTX judges them in ``authMethod: jwt`` (golang-jwt v5's
+defaults, /work/shared/MEDIAMTX.md §2.4), so a token gets the same answer from the hook and
+from MediaMTX itself: no leeway, ``exp`` and ``nbf`` cut to whole seconds, valid while
+``nbf <= now < exp``, ``iat`` ignored.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Iterable
@@ -160,7 +165,11 @@ class TokenIssuer:
 
 
 class TokenVerifier:
-    """Checks a token against the published keys; raises ``TokenError`` naming why not."""
+    """Checks a token against the published keys; raises ``TokenError`` naming why not.
+
+    ``leeway_s`` stays 0 for access decisions (MediaMTX has none); only revoking an expired
+    token's sessions (revocation.py) widens it.
+    """
 
     def __init__(
         self,
@@ -168,7 +177,7 @@ class TokenVerifier:
         issuer: str,
         audience: str,
         *,
-        leeway_s: float = 5.0,
+        leeway_s: float = 0.0,
         max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
         clock: Clock = time.time,
     ) -> None:
@@ -234,11 +243,19 @@ class TokenVerifier:
         audiences = [claims.aud] if isinstance(claims.aud, str) else claims.aud or []
         if self.audience not in audiences:
             raise TokenError("wrong_audience")
-        if now >= claims.exp + self.leeway_s:
+        exp = _numeric_date(claims.exp, "exp")
+        if not now < exp + self.leeway_s:
             raise TokenError("expired")
-        if claims.nbf is not None and now + self.leeway_s < claims.nbf:
+        if claims.nbf is not None and now < _numeric_date(claims.nbf, "nbf") - self.leeway_s:
             raise TokenError("not_yet_valid")
-        return claims.exp
+        return exp
+
+
+def _numeric_date(value: float, claim: str) -> float:
+    """A JWT time as golang-jwt reads it: whole seconds (``TimePrecision``), finite."""
+    if not math.isfinite(value):
+        raise TokenError("malformed", f"{claim} is not a number of seconds")
+    return float(math.floor(value))
 
 
 def _permissions(claim: list[Permission] | str | None) -> tuple[Permission, ...]:

@@ -1,7 +1,7 @@
-"""``python -m framecast.capture`` runs the capture service."""
+"""``python -m framecast.capture`` runs the capture service, as ``framecast capture`` does (``--help`` too)."""
 
 import sys
 
-from .cli import main
+from framecast.runtime.cli import service_main
 
-sys.exit(main())
+sys.exit(service_main("capture"))

@@ -1,7 +1,7 @@
-"""``python -m framecast.encoder`` runs the encoder service."""
+"""``python -m framecast.encoder`` runs the encoder service, as ``framecast encoder`` does (``--help`` too)."""
 
 import sys
 
-from .cli import main
+from framecast.runtime.cli import service_main
 
-sys.exit(main())
+sys.exit(service_main("encoder"))

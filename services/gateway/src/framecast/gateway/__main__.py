@@ -1,7 +1,7 @@
-"""``python -m framecast.gateway`` runs the gateway service."""
+"""``python -m framecast.gateway`` runs the gateway service, as ``framecast gateway`` does (``--help`` too)."""
 
 import sys
 
-from .cli import main
+from framecast.runtime.cli import service_main
 
-sys.exit(main())
+sys.exit(service_main("gateway"))

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.di import Provide
 from litestar.enums import ScopeType
+from litestar.exceptions import SerializationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
@@ -51,6 +52,23 @@ REJECTED_STATUS = {
     "unavailable": 503,
     "internal": 502,
 }
+
+
+class JSONRequest(Request[Any, Any, Any]):
+    """Litestar's request, whose JSON decoding turns every undecodable body into a 400.
+
+    Litestar maps msgspec's ``DecodeError`` to a client error but lets ``UnicodeDecodeError``
+    (a string that is not UTF-8) and ``RecursionError`` (nesting beyond msgspec's bound) escape
+    as 500s; both are the caller's doing.
+    """
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except UnicodeDecodeError:
+            raise SerializationException("the body is not valid JSON: it is not UTF-8") from None
+        except RecursionError:
+            raise SerializationException("the body is not valid JSON: it is nested too deeply") from None
 
 
 def _gateway_answer(exc: Exception) -> Answer | None:
@@ -118,6 +136,7 @@ def create_app(gateway: Gateway, *, static_dir: Path = STATIC_DIR) -> Litestar:
                            ready_summary="NATS connected and the stream states loaded")
     return Litestar(
         route_handlers=[api_router(), *probes, *static],
+        request_class=JSONRequest,
         dependencies={"gateway": Provide(lambda: gateway, use_cache=True, sync_to_thread=False)},
         exception_handlers={Exception: exception_handler(service="gateway", log=log, domain=_gateway_answer)},
         middleware=[name_span_after_route],
