@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from framecast.auth import AuthSettings, KeyStore, revocation_of_token, revoke
+from framecast.auth import lifespan as auth_lifespan
 from framecast.capture.service import lifespan as capture_lifespan
 from framecast.capture.settings import CaptureSettings
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import lifespan as encoder_lifespan
 from framecast.encoder.settings import EncoderSettings
+from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.messages import StreamEnd
+from framecast.proto.messages import StreamEnd, TokenIssued, TokenRequest
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
+from tests.support.rtsp import free_port
 from tests.support.services import eventually, running
 
 
@@ -116,3 +121,41 @@ async def test_encoder_and_capture_are_not_ready_while_nats_is_gone(
 
 async def _is(value: Awaitable[Any], expected: Any) -> bool:
     return await value == expected
+
+
+async def test_a_token_revoked_right_after_a_nats_restart_is_never_accepted(stream_id: str, tmp_path: Path) -> None:
+    """The revocation mirror's watch dies with the server; until it has read the bucket again the
+    hook fails closed, so a revocation written meanwhile cannot be missed."""
+    server = await NatsServer().start()
+    auth_addr = f"127.0.0.1:{free_port()}"
+    settings = AuthSettings(nats_url=server.url, auth_addr=auth_addr, auth_key_dir=str(tmp_path / "keys"))
+    try:
+        async with running("auth", settings, auth_lifespan), httpx.AsyncClient() as client:
+            bus = await Bus.connect(server.url, client_id="test-revoker")
+            issued, other = [await bus.request(subjects.AUTH_TOKEN_ISSUE, TokenRequest(
+                role="viewer", stream_id=stream_id), TokenIssued, service="auth") for _ in range(2)]
+            await bus.close()
+
+            async def allowed(token: str = issued.token, ip: str = "127.0.0.1") -> bool:
+                body = {"ip": ip, "user": "", "password": "", "token": token, "action": "read",
+                        "path": stream_id, "protocol": "rtsp", "id": None, "query": "", "userAgent": ""}
+                return (await client.post(f"http://{auth_addr}/mediamtx/auth", json=body)).status_code < 300
+
+            assert await allowed()
+            await server.restart()
+            bus = await Bus.connect(server.url, client_id="test-revoker")
+            try:
+                jti, revocation = revocation_of_token(issued.token, KeyStore(tmp_path / "keys"), settings)
+                await revoke(bus, jti, revocation)
+            finally:
+                await bus.close()
+            answers = []
+            for _ in range(100):  # for the next few seconds, ask as a viewer would
+                answers.append(await allowed())
+                await asyncio.sleep(0.05)  # the pace of viewers asking
+            assert not any(answers), f"accepted {sum(answers)} times after it was revoked"
+            # the mirror is whole again: other tokens pass (from another address: this one has
+            # just tried a revoked token a hundred times, which the failure limiter slows down)
+            assert await allowed(other.token, ip="127.0.0.2")
+    finally:
+        await server.stop()

@@ -97,6 +97,19 @@ class Bus:
         self.client_id = client_id
         self.closing = False
         self._js: JetStreamContext | None = None
+        self._watchers: list[tuple[Callable[[], None], Callable[[], None]]] = []
+
+    def watch_connection(self, on_lost: Callable[[], None], on_back: Callable[[], None]) -> None:
+        """Call ``on_lost()`` when the connection to NATS drops and ``on_back()`` once it is up
+        again, e.g. to distrust state mirrored from a JetStream watch across the gap."""
+        self._watchers.append((on_lost, on_back))
+
+    def _connection_changed(self, up: bool) -> None:
+        for on_lost, on_back in self._watchers:
+            try:
+                (on_back if up else on_lost)()
+            except Exception:
+                log.exception("a connection watcher failed")
 
     @classmethod
     async def connect(
@@ -120,6 +133,7 @@ class Bus:
             nonlocal outage_since, reported_at
             if outage_since is None and bus is not None and not bus.closing:
                 outage_since = reported_at = time.monotonic()
+                bus._connection_changed(up=False)
                 log.warning("lost the connection to NATS (%s); reconnecting", detail, extra={"nats_url": shown})
 
         async def disconnected() -> None:
@@ -129,6 +143,8 @@ class Bus:
             nonlocal outage_since
             lasted = f" after {time.monotonic() - outage_since:.1f} s" if outage_since is not None else ""
             outage_since = None
+            if bus is not None:
+                bus._connection_changed(up=True)
             log.info("reconnected to NATS%s", lasted, extra={"nats_url": shown})
 
         async def error(exc: Exception) -> None:

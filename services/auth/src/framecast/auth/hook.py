@@ -41,11 +41,13 @@ from .ratelimit import FailureLimiter
 from .tokens import TokenError, TokenErrorReason, TokenVerifier, VerifiedToken
 
 DecisionReason = (
-    Literal["ok", "no_credentials", "unknown_action", "rate_limited", "forbidden", "internal_error"]
+    Literal["ok", "no_credentials", "unknown_action", "rate_limited", "forbidden", "internal_error",
+            "revocations_unknown"]
     | TokenErrorReason
 )
-RevocationCheck = Callable[[str], bool]
-"""``is_revoked(jti)``: answered from an in-memory mirror, so it is cheap and synchronous."""
+RevocationCheck = Callable[[str], bool | None]
+"""``is_revoked(jti)``: answered from an in-memory mirror, so it is cheap and synchronous;
+``None`` while the mirror cannot be sure it holds every revocation (the hook then denies)."""
 
 _UNSIGNED_REASONS: frozenset[str] = frozenset({"too_large", "malformed", "bad_algorithm", "unknown_kid"})
 """Refusals before any signature check (malformed claims after one are too rare to matter)."""
@@ -183,7 +185,10 @@ def _judge(
         verified = verifier.verify(token)
     except TokenError as exc:
         return Decision(False, exc.reason), None
-    if is_revoked(verified.jti):
+    revoked = is_revoked(verified.jti)
+    if revoked is None:  # fail closed: a revocation may exist that this instance has not seen
+        return Decision(False, "revocations_unknown", verified.subject, verified.jti), verified
+    if revoked:
         return Decision(False, "revoked", verified.subject, verified.jti), verified
     if not verified.grants(request.action, request.path):
         return Decision(False, "forbidden", verified.subject, verified.jti), verified

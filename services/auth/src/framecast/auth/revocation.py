@@ -35,6 +35,9 @@ REVOKED_TTL_S = 86400 + 600
 _JTI = re.compile(r"[A-Za-z0-9_=-]{1,256}")
 """jtis that are valid bucket keys and cannot collide with the ``kick.`` claims; ours are 12 of these."""
 
+RESYNC_RETRY_S = 0.5
+"""How soon the mirror reads the bucket again after its watch failed."""
+
 OnRevoked = Callable[[str, int, Revocation], None]
 """``on_revoked(jti, revision, revocation)``: a revocation whose live sessions may need ending."""
 
@@ -92,12 +95,30 @@ class Revocations:
         self.on_revoked = on_revoked
         self.revoked: dict[str, float] = {}  # jti -> when its token expires anyway
         self.synced = asyncio.Event()
+        self.certain = True
+        """False from a lost NATS connection until the mirror has re-read the whole bucket: a
+        revocation may have been written meanwhile, so the hook fails closed (``None``)."""
+        self._applied = 0  # the newest bucket revision the mirror has applied
+        self._resync = asyncio.Event()
 
-    def is_revoked(self, jti: str) -> bool:
-        """The hook's check: answered from memory, so cheap and synchronous."""
+    def is_revoked(self, jti: str) -> bool | None:
+        """The hook's check: answered from memory, so cheap and synchronous; ``None`` while the
+        mirror may be missing a revocation (after a lost NATS connection, until re-read)."""
+        if jti in self.revoked:
+            return True
+        return False if self.certain else None
+
+    def __contains__(self, jti: str) -> bool:
         return jti in self.revoked
 
-    __contains__ = is_revoked
+    def connection_lost(self) -> None:
+        """NATS is gone: revocations may be written that this mirror will not hear of."""
+        self.certain = False
+
+    def connection_back(self) -> None:
+        """NATS is back: read the bucket again now, rather than wait for nats-py to notice its
+        watch died with the server (seconds, during which a new revocation would go unseen)."""
+        self._resync.set()
 
     def prune(self, now: float | None = None) -> int:
         """Forget revocations of tokens that have expired by now (the bucket's entries age out
@@ -110,17 +131,39 @@ class Revocations:
 
     async def follow(self) -> None:
         """Mirror the bucket until cancelled; ``synced`` is set once it holds every entry that
-        was there at the start, so the hook never answers before it knows every revocation."""
+        was there at the start, so the hook never answers before it knows every revocation.
+        After a lost connection the bucket is read again from the start."""
+        while True:
+            self._resync.clear()
+            watching = asyncio.create_task(self._watch())
+            resync = asyncio.create_task(self._resync.wait())
+            try:
+                await asyncio.wait({watching, resync}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (watching, resync):
+                    task.cancel()
+                await asyncio.gather(watching, resync, return_exceptions=True)
+            self.certain = False
+            if watching.done() and not watching.cancelled() and (error := watching.exception()) is not None:
+                # e.g. JetStream not back yet after a restart: read again shortly, failing closed
+                log.warning("revocation mirror: %s; reading the bucket again", error or type(error).__name__)
+                await asyncio.sleep(RESYNC_RETRY_S)
+
+    async def _watch(self) -> None:
         loading: dict[str, tuple[int, Revocation | None]] = {}
         claims: set[str] = set()
         async for entry in watch_all(self.kv):
             if entry is None:
                 self._synced(loading, claims)
+                self.certain = True
             else:
                 self._apply(entry, loading, claims)
 
     def _apply(self, entry: KeyValue.Entry, loading: dict[str, tuple[int, Revocation | None]],
                claims: set[str]) -> None:
+        revision = entry.revision or 0
+        seen_before = revision <= self._applied  # a re-read after a lost connection: not new
+        self._applied = max(self._applied, revision)
         if entry.key.startswith(CLAIM_PREFIX):
             if not self.synced.is_set():
                 claims.add(entry.key)
@@ -131,7 +174,8 @@ class Revocations:
             record = (entry.revision or 0, decode_revocation(entry.value))
             self.revoked[entry.key] = record[1].expires_at if record[1] else time.time() + REVOKED_TTL_S
             if self.synced.is_set():
-                self._submit(entry.key, *record)
+                if not seen_before:
+                    self._submit(entry.key, *record)
             else:
                 loading[entry.key] = record
 

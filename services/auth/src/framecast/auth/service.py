@@ -93,6 +93,7 @@ async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]
         kv = await revoked_bucket(bus)
         kicker = Kicker(kv, api, runtime.instance)
         revocations = Revocations(kv, kicker.submit)
+        bus.watch_connection(revocations.connection_lost, revocations.connection_back)
         runtime.spawn(kicker.run(), "kicker")
         runtime.spawn(revocations.follow(), "revocations")
         runtime.spawn(service.maintain(revocations), "maintenance")
