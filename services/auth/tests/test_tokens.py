@@ -250,6 +250,38 @@ def test_an_issued_token_expires_exactly_at_exp(
     assert reason_for(verifier, token) == "expired"
 
 
+def test_a_token_asked_about_again_skips_its_signature_but_not_its_expiry(
+    issuer: TokenIssuer, verifier: TokenVerifier, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MediaMTX asks up to three times per viewer join: the signature is checked once."""
+    checks = 0
+    decode = verifier._jws.decode_complete
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal checks
+        checks += 1
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(verifier._jws, "decode_complete", counted)
+    token = issuer.issue_viewer("cam1", "alice", ttl=60).token
+    first = verifier.verify(token)
+    assert [verifier.verify(token) for _ in range(3)] == [first] * 3 and checks == 1
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert reason_for(verifier, tampered) == "bad_signature" and checks == 2  # another token: checked
+    clock.advance(60)
+    assert reason_for(verifier, token) == "expired"  # remembered tokens still expire on time
+
+
+def test_a_remembered_token_is_refused_once_its_key_is_gone(
+    issuer: TokenIssuer, verifier: TokenVerifier, keystore: KeyStore, clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = issuer.issue_viewer("cam1", "alice", ttl=60).token
+    assert verifier.verify(token).subject == "alice"
+    monkeypatch.setattr(keystore, "verification_key", lambda kid, now: None)  # retired and pruned
+    assert reason_for(verifier, token) == "unknown_kid"
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Literal, cast
 
@@ -44,6 +45,9 @@ TokenErrorReason = Literal[
     "not_yet_valid",
     "revoked",
 ]
+
+VERIFIED_CACHE_SIZE = 4096
+"""Tokens whose signature a verifier remembers (a few MB at most: tokens are size-capped)."""
 
 DEFAULT_VIEWER_TTL_S = 300
 DEFAULT_PUBLISHER_TTL_S = 300
@@ -188,13 +192,32 @@ class TokenVerifier:
         self.max_token_bytes = max_token_bytes
         self.clock = clock
         self._jws = jwt.PyJWS()
+        self._verified: OrderedDict[str, tuple[_Claims, str, tuple[Permission, ...]]] = OrderedDict()
 
     def verify(self, token: str) -> VerifiedToken:
+        """The token's subject, jti, expiry and permissions, or ``TokenError``.
+
+        MediaMTX asks about one token up to three times per viewer join: a token whose
+        signature was verified is remembered (the VERIFIED_CACHE_SIZE most recent), and asked
+        again it pays only for the checks that can change: its key still published, its time
+        window (revocation is the hook's own check, every time)."""
         if len(token) > self.max_token_bytes:
             raise TokenError("too_large", f"{len(token)} characters")
+        now = self.clock()
+        if (cached := self._verified.get(token)) is not None:
+            claims, kid, permissions = cached
+            if self.keystore.verification_key(kid, now) is not None:
+                try:
+                    expires_at = self._check(claims, now)
+                except TokenError:
+                    del self._verified[token]
+                    raise
+                self._verified.move_to_end(token)
+                return VerifiedToken(subject=claims.sub, jti=claims.jti, kid=kid, expires_at=expires_at,
+                                     permissions=permissions)
+            del self._verified[token]
         if not token.isascii():
             raise TokenError("malformed", "not ASCII")
-        now = self.clock()
         kid = self._header(token).kid
         key = self.keystore.verification_key(kid, now) if kid is not None else None
         if kid is None or key is None:
@@ -210,13 +233,12 @@ class TokenVerifier:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise TokenError("malformed", str(exc)) from None
         expires_at = self._check(claims, now)
-        return VerifiedToken(
-            subject=claims.sub,
-            jti=claims.jti,
-            kid=kid,
-            expires_at=expires_at,
-            permissions=_permissions(claims.mediamtx_permissions),
-        )
+        permissions = _permissions(claims.mediamtx_permissions)
+        self._verified[token] = (claims, kid, permissions)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return VerifiedToken(subject=claims.sub, jti=claims.jti, kid=kid, expires_at=expires_at,
+                             permissions=permissions)
 
     def _header(self, token: str) -> _Header:
         try:
