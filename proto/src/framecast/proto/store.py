@@ -12,18 +12,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
 import nats.errors
 from nats.js import api
-from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from . import codec, subjects
 from .bus import Bus
-from .errors import CorruptRecord, InvalidFormat
+from .errors import BusError, CorruptRecord, InvalidFormat
 from .kv import current_entries
 from .messages import StreamRecord, StreamTransition
 from .states import IllegalTransition, StreamState, check_transition
@@ -34,9 +40,56 @@ EVENTS_MAX_AGE_S = 7 * 24 * 3600
 EVENTS_PER_STREAM = 10_000
 
 
+def replicas_for(bus: Bus) -> int:
+    """How many copies JetStream should keep of framecast's state: 3 when the server is part
+    of a cluster (it names its cluster in its INFO; clusters behind a load balancer do not
+    advertise their members) or the client knows three servers, so the loss of any one node
+    loses nothing; 1 on a single server. A cluster too small for 3 gets 1 (see _create)."""
+    servers = {(uri.hostname, uri.port) for uri in bus.nc.servers}
+    clustered = bool(getattr(bus.nc, "_server_info", {}).get("cluster"))
+    return 3 if clustered or len(servers) >= 3 else 1
+
+
+async def _with_fewer_copies_if_refused(create: Callable[[int], Awaitable[Any]], replicas: int) -> Any:
+    """``create(replicas)``, or ``create(1)`` when JetStream has too few servers for that many."""
+    try:
+        return await create(replicas)
+    except BadRequestError as exc:
+        if replicas == 1 or exc.err_code not in _TOO_FEW_SERVERS:
+            raise
+        log.warning("JetStream cannot keep %d copies here (%s); keeping 1", replicas, exc.description)
+        return await create(1)
+
+
+_TOO_FEW_SERVERS = frozenset({10023, 10074})
+"""JetStream's "insufficient resources" and "replicas > 1 not supported in non-clustered mode"."""
+
+
 async def ensure_jetstream(bus: Bus) -> KeyValue:
-    """Create (or bring up to date) the events stream and the state bucket; idempotent."""
-    config = api.StreamConfig(
+    """Create (or bring up to date) the events stream and the state bucket; idempotent. New
+    ones get :func:`replicas_for` copies; existing ones keep theirs (``set_replicas`` moves
+    them, e.g. an R1 deployment that became a cluster)."""
+    try:
+        current = await bus.js.stream_info(subjects.EVENTS_STREAM)
+    except NotFoundError:
+        await _with_fewer_copies_if_refused(lambda n: bus.js.add_stream(_events_config(n)), replicas_for(bus))
+    else:  # brought up to date, keeping its copies: an update never shrinks them
+        await bus.js.update_stream(_events_config(current.config.num_replicas or 1))
+    return await open_bucket(bus, subjects.STATE_BUCKET, description="framecast current state of every stream")
+
+
+async def open_bucket(bus: Bus, bucket: str, *, description: str, ttl: float | None = None) -> KeyValue:
+    """A KV bucket of one entry per key: the existing one as it is (its copies may have been
+    moved since), else a new one with :func:`replicas_for` copies."""
+    try:
+        return await bus.js.key_value(bucket)
+    except BucketNotFoundError:
+        return await _with_fewer_copies_if_refused(lambda n: bus.js.create_key_value(
+            bucket=bucket, history=1, ttl=ttl, replicas=n, description=description), replicas_for(bus))
+
+
+def _events_config(replicas: int) -> api.StreamConfig:
+    return api.StreamConfig(
         name=subjects.EVENTS_STREAM,
         subjects=[subjects.EVENTS_ALL],
         retention=api.RetentionPolicy.LIMITS,
@@ -44,17 +97,30 @@ async def ensure_jetstream(bus: Bus) -> KeyValue:
         max_age=EVENTS_MAX_AGE_S,
         max_msgs_per_subject=EVENTS_PER_STREAM,
         discard=api.DiscardPolicy.OLD,
+        num_replicas=replicas,
         description="framecast stream lifecycle transitions",
     )
-    try:
-        await bus.js.add_stream(config)
-    except BadRequestError:
-        await bus.js.update_stream(config)
-    return await bus.js.create_key_value(
-        bucket=subjects.STATE_BUCKET,
-        history=1,
-        description="framecast current state of every stream",
-    )
+
+
+JETSTREAM_STREAMS = (subjects.EVENTS_STREAM, f"KV_{subjects.STATE_BUCKET}", f"KV_{subjects.REVOKED_BUCKET}")
+"""Every JetStream stream framecast keeps: the events, the state bucket, the revocation bucket."""
+
+
+async def set_replicas(bus: Bus, replicas: int) -> dict[str, int]:
+    """Give every framecast JetStream stream ``replicas`` copies (JetStream moves the data);
+    returns each existing stream's new count. How an R1 deployment becomes R3 on a cluster."""
+    moved = {}
+    for name in JETSTREAM_STREAMS:
+        try:
+            info = await bus.js.stream_info(name)
+        except NotFoundError:
+            continue
+        info.config.num_replicas = replicas
+        try:
+            moved[name] = (await bus.js.update_stream(info.config)).config.num_replicas or 1
+        except BadRequestError as exc:  # e.g. more copies than the cluster has servers
+            raise BusError(f"JetStream refused {replicas} replicas for {name}: {exc.description}") from None
+    return moved
 
 
 class StateStore:

@@ -29,6 +29,8 @@ EVENTS_ALL = f"{PREFIX}.events.stream.*"
 
 # Current state of every stream: a JetStream key-value bucket keyed by stream id.
 STATE_BUCKET = "framecast_streams"
+REVOKED_BUCKET = "framecast_revoked"
+"""The KV bucket of revoked token ids (auth writes and mirrors it)."""
 
 # Per-stream frame and status subjects, wildcard forms for subscribers of every stream.
 STATS_ALL = f"{PREFIX}.stream.*.stats"

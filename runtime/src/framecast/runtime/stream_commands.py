@@ -24,7 +24,7 @@ from framecast.proto.messages import (
     source_for,
 )
 from framecast.proto.states import TERMINAL, StreamState
-from framecast.proto.store import StateStore
+from framecast.proto.store import StateStore, set_replicas
 
 from .lifecycle import report
 from .settings import CommonSettings, load
@@ -104,6 +104,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     delete = sub.add_parser("delete", help="forget a stream's record (stop it first)")
     delete.add_argument("stream_id", type=stream_id_arg)
     delete.set_defaults(run=lambda a: _run_async(_delete(a)))
+
+    replicas = sub.add_parser("replicas", help="keep N copies of every stream's state, history and revocations "
+                              "in JetStream (3 once NATS is a cluster)")
+    replicas.add_argument("count", type=int, choices=(1, 3, 5))
+    replicas.set_defaults(run=lambda a: _run_async(_replicas(a)))
 
 
 def _run_async(coro: object) -> int:
@@ -263,4 +268,16 @@ async def _delete(args: argparse.Namespace) -> int:
     finally:
         await bus.close()
     print(f"{args.stream_id}: deleted")
+    return 0
+
+
+async def _replicas(args: argparse.Namespace) -> int:
+    bus = await _connect()
+    try:
+        await StateStore.open(bus, "framecast-cli")  # the streams exist before they are moved
+        moved = await set_replicas(bus, args.count)
+    finally:
+        await bus.close()
+    for name, count in moved.items():
+        print(f"{name}: {count} replica{'s' if count > 1 else ''}")
     return 0

@@ -19,8 +19,10 @@ from collections.abc import Callable
 
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.kv import watch_all
+from framecast.proto.store import open_bucket
 
 from .keys import KeyStore
 from .kick import CLAIM_PREFIX, Revocation, claim_key, decode_revocation, encode_revocation
@@ -29,7 +31,7 @@ from .tokens import TokenVerifier
 
 log = logging.getLogger("framecast.auth")
 
-REVOKED_BUCKET = "framecast_revoked"
+REVOKED_BUCKET = subjects.REVOKED_BUCKET
 REVOKED_TTL_S = 86400 + 600
 """How long a revocation is kept: past the longest token lifetime the key store allows."""
 _JTI = re.compile(r"[A-Za-z0-9_=-]{1,256}")
@@ -52,8 +54,7 @@ class RevocationError(ValueError):
 
 async def revoked_bucket(bus: Bus) -> KeyValue:
     """The revocation bucket; entries expire after the longest token lifetime."""
-    return await bus.js.create_key_value(bucket=REVOKED_BUCKET, history=1, ttl=REVOKED_TTL_S,
-                                         description="framecast revoked token ids (jti)")
+    return await open_bucket(bus, REVOKED_BUCKET, ttl=REVOKED_TTL_S, description="framecast revoked token ids (jti)")
 
 
 async def revoke(bus: Bus, jti: str, revocation: Revocation) -> int:
