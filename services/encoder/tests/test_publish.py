@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from framecast.encoder.profiles import default_gop
 from framecast.proto.messages import VideoFormat
 from tests.support.rtsp import RtspReceiver, decode_frames, h264_profiles
 
@@ -36,6 +37,6 @@ async def test_publishes_increasing_counters_in_a_browser_safe_format(  # type: 
     assert decoded[0].key
     keys = [f.n for f in decoded if f.key]
     assert len(keys) >= 3
-    assert {b - a for a, b in itertools.pairwise(keys)} == {fmt.fps}, keys
+    assert {b - a for a, b in itertools.pairwise(keys)} == {default_gop(fmt)}, keys  # a third of a second
     # SPS/PPS in band before every keyframe, not only in the SDP
     assert len(h264_profiles(stream_bytes)) >= len(keys)
