@@ -39,8 +39,9 @@ class Row:
     size: tuple[int, int]
     forwarded: bool = True
     """Viewers get the encoder's video (True) or, bridge only, aiortc's own pattern."""
-    gop: int = 0
-    """Frames between keyframes; 0: the encoder's default (1 s)."""
+    gop: int = FPS
+    """Frames between keyframes (1 s unless named; the encoder's default is now 1/3 s,
+    chosen from the rows below)."""
     server: str = "bridge"
     """``bridge`` (the stand-in) or ``mediamtx`` (the real binary)."""
     via: str = "whep"
@@ -142,7 +143,7 @@ async def measure(nats_url: str, row: Row, window_s: float) -> dict[str, Any]:
         "server": row.server, "via": row.via, "hls_variant": row.hls_variant if row.via == "hls" else None,
         "p50_ms": g2g.get("p50Ms", float("nan")), "p95_ms": g2g.get("p95Ms", float("nan")),
         "samples": g2g.get("samples", 0), "fps_shown": stats.get("fps"), "bitrate_kbps": stats.get("bitrateKbps"),
-        "ingest_kbps": ingest_kbps, "first_picture_ms": stats.get("startupMs"), "gop": row.gop or FPS,
+        "ingest_kbps": ingest_kbps, "first_picture_ms": stats.get("startupMs"), "gop": row.gop,
         "window_s": window_s,
     }
 
