@@ -8,25 +8,21 @@ be reached), the stream says so, and publishes again once auth is back.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 
-import framecast.capture
 from framecast.auth import AuthSettings
 from framecast.auth import lifespan as auth_lifespan
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import lifespan as encoder_lifespan
 from framecast.encoder.settings import EncoderSettings
-from framecast.frames.pattern import TestPattern
 from framecast.proto.bus import Bus
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 from tests.support.rtsp import RtspReceiver, free_port
-from tests.support.services import running, wait_for_state
+from tests.support.services import cv_worker, running, wait_for_state
 from tests.test_nats_outage import ffmpeg_publishing
 
 S = StreamState
@@ -46,39 +42,24 @@ async def test_a_stream_rides_out_an_auth_outage_and_recovers_by_itself(
         async with (
             running("encoder", EncoderSettings(nats_url=nats_server.url, mediamtx_rtsp=f"rtsp://127.0.0.1:{rx.port}"),
                     encoder_lifespan),
-            framecast.capture.open(stream_id, width=320, height=240, fps=30, nats_url=nats_server.url) as stream,
+            cv_worker(nats_server.url, stream_id),
         ):
-            pattern = TestPattern(320, 240)
+            await wait_for_state(store, stream_id, S.PUBLISHING, timeout=30)
+            await rx.wait_frames(30, timeout=20)
 
-            async def produce() -> None:
-                n = 0
-                while True:
-                    n += 1
-                    await stream.send(pattern.render(n, time.time_ns() // 1_000_000))
-                    await asyncio.sleep(1 / 30)  # a CV worker's frame rate
+            await stack.aclose()  # auth stops
+            seen = rx.received
+            await rx.wait_frames(seen + 60, timeout=15)  # the running FFmpeg is still on air
 
-            producing = asyncio.create_task(produce())
-            try:
-                await wait_for_state(store, stream_id, S.PUBLISHING, timeout=30)
-                await rx.wait_frames(30, timeout=20)
+            pid = ffmpeg_publishing(stream_id)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            stalled = await wait_for_state(store, stream_id, S.STALLED, timeout=20,
+                                           where=lambda r: "401" in r.reason or "refused" in r.reason)
+            assert "retrying" in stalled.reason  # it says what happens next, and does it
 
-                await stack.aclose()  # auth stops
-                seen = rx.received
-                await rx.wait_frames(seen + 60, timeout=15)  # the running FFmpeg is still on air
-
-                pid = ffmpeg_publishing(stream_id)
-                assert pid is not None
-                os.kill(pid, signal.SIGKILL)
-                stalled = await wait_for_state(store, stream_id, S.STALLED, timeout=20,
-                                               where=lambda r: "401" in r.reason or "refused" in r.reason)
-                assert "retrying" in stalled.reason  # it says what happens next, and does it
-
-                await stack.enter_async_context(running("auth", auth, auth_lifespan))  # auth is back
-                await wait_for_state(store, stream_id, S.PUBLISHING, timeout=30)
-                seen = rx.received
-                await rx.wait_frames(seen + 30, timeout=20)
-                assert rx.connections >= 2
-            finally:
-                producing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await producing
+            await stack.enter_async_context(running("auth", auth, auth_lifespan))  # auth is back
+            await wait_for_state(store, stream_id, S.PUBLISHING, timeout=30)
+            seen = rx.received
+            await rx.wait_frames(seen + 30, timeout=20)
+            assert rx.connections >= 2

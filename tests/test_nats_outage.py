@@ -11,21 +11,18 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 
-import framecast.capture
 from framecast.auth import AuthSettings
 from framecast.auth import lifespan as auth_lifespan
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import lifespan as encoder_lifespan
 from framecast.encoder.settings import EncoderSettings
-from framecast.frames.pattern import TestPattern
 from framecast.proto.bus import Bus
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 from tests.support.rtsp import RtspReceiver, free_port
-from tests.support.services import eventually, running, wait_for_state
+from tests.support.services import cv_worker, eventually, running, wait_for_state
 
 S = StreamState
 
@@ -52,18 +49,8 @@ async def test_a_stream_stays_on_air_through_a_nats_outage_and_no_event_is_lost(
             RtspReceiver(width=320, height=240, path=stream_id, hook_url=f"http://{auth_addr}/mediamtx/auth") as rx,
             running("encoder", EncoderSettings(nats_url=server.url, mediamtx_rtsp=f"rtsp://127.0.0.1:{rx.port}"),
                     encoder_lifespan),
-            framecast.capture.open(stream_id, width=320, height=240, fps=30, nats_url=server.url) as stream,
+            cv_worker(server.url, stream_id),
         ):
-            pattern = TestPattern(320, 240)
-
-            async def produce() -> None:
-                n = 0
-                while True:
-                    n += 1
-                    await stream.send(pattern.render(n, time.time_ns() // 1_000_000))
-                    await asyncio.sleep(1 / 30)  # a CV worker's frame rate
-
-            producing = asyncio.create_task(produce())
             bus = await Bus.connect(server.url, client_id="test-outage")
             store = await StateStore.open(bus, "test")
             try:
@@ -102,9 +89,6 @@ async def test_a_stream_stays_on_air_through_a_nats_outage_and_no_event_is_lost(
                 assert record.reason == "publishing with libx264"  # true, not a stale excuse
                 await eventually(lambda: rx.connections == 2, "no third connection", 1)
             finally:
-                producing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await producing
                 await bus.close()
     finally:
         await server.stop()

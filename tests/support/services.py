@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -66,3 +67,30 @@ async def eventually(predicate: Callable[[], bool | Awaitable[bool]], what: str,
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what}")
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def cv_worker(nats_url: str, stream_id: str, *, width: int = 320, height: int = 240,
+                    fps: int = 30) -> AsyncIterator[None]:
+    """A CV worker for the length of the block: the SDK sending the stamped test pattern at
+    ``fps`` (what ``framecast.capture.open`` is for)."""
+    import framecast.capture
+    from framecast.frames.pattern import TestPattern
+
+    pattern = TestPattern(width, height)
+    async with framecast.capture.open(stream_id, width=width, height=height, fps=fps, nats_url=nats_url) as stream:
+
+        async def produce() -> None:
+            n = 0
+            while True:
+                n += 1
+                await stream.send(pattern.render(n, time.time_ns() // 1_000_000))
+                await asyncio.sleep(1 / fps)  # the worker's frame rate
+
+        producing = asyncio.create_task(produce())
+        try:
+            yield
+        finally:
+            producing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producing
