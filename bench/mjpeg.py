@@ -164,7 +164,7 @@ def _encoder_pids() -> list[int]:
 async def _unauthenticated(live: viewers.Live) -> dict[str, int]:
     async with httpx.AsyncClient(timeout=10) as http:
         whep = await http.post(live.urls["whep"], content=b"v=0\r\n", headers={"Content-Type": "application/sdp"})
-        hls = await http.get(live.urls["hls"])
+        hls = await http.get(live.urls["hls"], follow_redirects=True)  # MediaMTX first redirects to a session
     return {"whep": whep.status_code, "hls": hls.status_code}
 
 
