@@ -14,7 +14,7 @@ from pathlib import Path
 from . import report
 from .options import Options
 
-GROUPS = ("transport", "latency", "capacity", "glass", "viewers", "gop")
+GROUPS = ("transport", "latency", "capacity", "glass", "viewers", "gop", "mjpeg")
 
 
 def main(argv: list[str] | None = None) -> int:

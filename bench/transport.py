@@ -19,7 +19,11 @@ encodes nothing, so what is measured is the cost of getting frames into it.
   slow consumer. So in (d) the producer is flow-controlled: it stays at most ~24 MB of frames
   ahead of the count of frames received that this process publishes every 2 ms (to an inbox);
 - (e) (d) without that flow control, for at most 2 s: what an unpaced publisher does to the
-  reader (slow-consumer disconnects counted).
+  reader (slow-consumer disconnects counted);
+- (w) VidGear's WriteGear (a popular numpy -> FFmpeg library), given the same FFmpeg binary
+  (``custom_ffmpeg=``) and the same ``-f null`` output: what a script built on a library
+  rather than a bare loop gets (it writes ``frame.tobytes()`` into the default pipe, after
+  checking each frame's shape and type).
 
 The pump paces to the stream's fps; it is given an fps so high (1,000,000) that its pacing
 never waits, which leaves every other line of its write path (liveness checks, non-blocking
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import select
@@ -60,6 +65,7 @@ PATHS = {
     "c2": "2 procs, shm ring + Pump, producer flow-controlled",
     "d": "2 procs, NATS + Pump, flow-controlled",
     "e": "2 procs, NATS + Pump, publisher unthrottled",
+    "w": "1 proc, VidGear WriteGear",
 }
 TRANSPORTS = {"c": "shm", "c2": "shm-credit", "d": "nats", "e": "nats-unthrottled"}
 SHM_CREDIT_WINDOW = 2
@@ -190,6 +196,31 @@ def run_single(fmt: VideoFormat, images: list[np.ndarray], frames: int, warmup: 
         run.produced = frames
     finally:
         procs.stop(sink)
+    return run
+
+
+def run_writegear(fmt: VideoFormat, images: list[np.ndarray], frames: int, warmup: int) -> Run:
+    """(w): WriteGear in compression mode, FFmpeg started by its first ``write``."""
+    import imageio_ffmpeg
+    from vidgear.gears import WriteGear
+
+    logging.getLogger("WriteGear").setLevel(logging.CRITICAL + 1)  # it warns about options it drops, on stderr
+    run = Run()
+    gear = WriteGear(output="/dev/null", compression_mode=True, custom_ffmpeg=imageio_ffmpeg.get_ffmpeg_exe(),
+                     logging=False, **{"-f": "null", "-vcodec": None, "-input_framerate": fmt.fps})
+    try:
+        for n in range(warmup):
+            gear.write(images[n % DISTINCT_FRAMES])
+        sink = gear._WriteGear__process  # type: ignore[attr-defined]  # its FFmpeg, for its CPU time
+        meter = procs.CpuMeter({"consumer": [procs.SELF], "ffmpeg": [sink.pid]})
+        meter.start()
+        for n in range(warmup, warmup + frames):
+            gear.write(images[n % DISTINCT_FRAMES])
+        meter.stop()
+        run.finish(meter, frames)
+        run.produced = frames
+    finally:
+        gear.close()
     return run
 
 
@@ -368,6 +399,8 @@ def run(options: Options) -> dict[str, Any]:
                 try:
                     if path in ("a", "b"):
                         result = run_single(fmt, images[size], n, w, naive=path == "a")
+                    elif path == "w":
+                        result = run_writegear(fmt, images[size], n, w)
                     else:
                         result = asyncio.run(run_pumped(fmt, n, w, TRANSPORTS[path]))
                 except Exception as exc:  # a failed row is reported, the rest still run

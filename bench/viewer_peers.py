@@ -1,4 +1,4 @@
-"""``python -m bench.viewer_peers whep|hls URL COUNT``: many viewers of one MediaMTX path, in a child process.
+"""``python -m bench.viewer_peers whep|hls|mjpeg URL COUNT``: many viewers of one stream, in a child process.
 
 Why a child: on 2 cores, 50 viewers in the benchmark's own event loop would slow capture and
 the encoder running there, and their CPU could not be told apart from the rest. The parent
@@ -15,6 +15,9 @@ viewers, and a last JSON line gives the totals and why any viewer stopped early.
   through its redirect to the session's multivariant playlist, then the media playlist polled
   every half segment, and every segment from three behind the newest on (and the init section)
   fetched; a segment already gone (404) is skipped and counted, as a player would skip it.
+- ``mjpeg``: an HTTP GET of bench.mjpeg_server's ``multipart/x-mixed-replace`` stream (no
+  token: its lines are ignored), reading everything and counting parts by their boundary, not
+  decoding them, as the WebRTC peers do not decode.
 """
 
 from __future__ import annotations
@@ -114,6 +117,31 @@ async def hls_viewer(url: str, token: str, http: httpx.AsyncClient, first: async
         await asyncio.sleep(POLL_S)
 
 
+async def mjpeg_viewer(url: str, first: asyncio.Event) -> None:
+    """One MJPEG viewer: reads the multipart stream until cancelled or the server closes it."""
+    from .mjpeg_server import BOUNDARY
+
+    host, _, rest = url.removeprefix("http://").partition("/")
+    reader, writer = await asyncio.open_connection(*host.split(":"))
+    writer.write(f"GET /{rest} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        raise RuntimeError(head.split(b"\r\n", 1)[0].decode())
+    marker = b"--" + BOUNDARY
+    tail = b""
+    try:
+        while chunk := await reader.read(1 << 20):
+            COUNTER.bytes += len(chunk)
+            parts = (tail + chunk).count(marker) - tail.count(marker)
+            COUNTER.units += parts
+            if parts:
+                first.set()
+            tail = chunk[-len(marker):]
+        raise ConnectionError("the server closed the stream")
+    finally:
+        writer.close()
+
+
 def _scrub(text: str) -> str:
     """An error's text without the URL's query (MediaMTX's session URLs carry the token)."""
     return re.sub(r"\?[^\s'\"]*", "?…", text)[:200]
@@ -138,6 +166,8 @@ async def main(kind: str, url: str, count: int) -> None:
         try:
             if kind == "whep":
                 peers.append(await whep_viewer(url, token, http, first))
+            elif kind == "mjpeg":
+                tasks.append(asyncio.create_task(mjpeg_viewer(url, first)))
             else:
                 tasks.append(asyncio.create_task(hls_viewer(url, token, http, first)))
             await asyncio.wait_for(first.wait(), JOIN_TIMEOUT_S)

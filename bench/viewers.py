@@ -28,7 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ SIZE = (640, 360)
 COUNTS = (1, 10, 50)
 QUICK_COUNTS = (1, 10)
 KINDS = ("whep", "hls")
-PEERS_PER_PROCESS = {"whep": 13, "hls": 25}  # aiortc peers are heavy: 50 -> 4 processes
+PEERS_PER_PROCESS = {"whep": 13, "hls": 25, "mjpeg": 25}  # aiortc peers are heavy: 50 -> 4 processes
 WINDOW_S = 10.0
 QUICK_WINDOW_S = 3.0
 SETTLE_S = 2.0  # after the last join: playlists and jitter buffers reach their steady state
@@ -117,7 +119,31 @@ def _stop_viewers(children: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
     return stopped
 
 
-async def measure(options: Options) -> dict[str, Any]:
+@dataclass
+class Live:
+    """One stream of capture's test pattern, published by the encoder into a real MediaMTX."""
+
+    nats_url: str
+    server: Any
+    """tests.support.real_mediamtx.RealMediaMTX (its hook recorder as ``server.recorder``)."""
+    auth: subprocess.Popen[bytes]
+    bus: Any
+    stream_id: str
+    urls: dict[str, str]
+
+    async def viewer_tokens(self, count: int) -> list[str]:
+        from framecast.proto import subjects
+        from framecast.proto.messages import TokenIssued, TokenRequest
+
+        return [(await self.bus.request(subjects.AUTH_TOKEN_ISSUE, TokenRequest(
+            role="viewer", stream_id=self.stream_id), TokenIssued, service="auth", timeout=10)).token
+            for _ in range(count)]
+
+
+@asynccontextmanager
+async def live_stream(size: tuple[int, int] = SIZE, label: str = "viewers") -> AsyncIterator[Live]:
+    """auth (own process), a real MediaMTX asking it about everything, encoder and capture in this
+    process; yields once the stream is published."""
     from framecast.capture.service import lifespan as capture_lifespan
     from framecast.capture.settings import CaptureSettings
     from framecast.devstack.nats import NatsServer
@@ -125,29 +151,19 @@ async def measure(options: Options) -> dict[str, Any]:
     from framecast.encoder.settings import EncoderSettings
     from framecast.proto import subjects
     from framecast.proto.bus import Bus
-    from framecast.proto.messages import (
-        Accepted,
-        StartStream,
-        TestPatternSource,
-        TokenIssued,
-        TokenRequest,
-        VideoFormat,
-    )
+    from framecast.proto.messages import Accepted, StartStream, TestPatternSource, VideoFormat
     from framecast.proto.states import StreamState
     from framecast.proto.store import StateStore
     from tests.support.real_mediamtx import real_mediamtx
     from tests.support.rtsp import free_port
     from tests.support.services import running, wait_for_state
 
-    window_s = QUICK_WINDOW_S if options.quick else WINDOW_S
-    counts = QUICK_COUNTS if options.quick else COUNTS
-    stream_id = f"bench-viewers-{secrets.token_hex(3)}"
+    stream_id = f"bench-{label}-{secrets.token_hex(3)}"
     auth_addr = f"127.0.0.1:{free_port()}"
-    rows: list[dict[str, Any]] = []
     async with AsyncExitStack() as stack:
         nats = await NatsServer().start()
         stack.push_async_callback(nats.stop)
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="framecast-bench-viewers-")))
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"framecast-bench-{label}-")))
         auth = await _start_auth(nats.url, auth_addr, str(tmp / "keys"))
         stack.callback(procs.stop, auth)
         server = await stack.enter_async_context(real_mediamtx(tmp, auth_addr, record=True))
@@ -156,14 +172,23 @@ async def measure(options: Options) -> dict[str, Any]:
         await stack.enter_async_context(running("encoder", EncoderSettings(
             **quiet, mediamtx_rtsp=server.rtsp, encoder="libx264"), encoder_lifespan))
         await stack.enter_async_context(running("capture", CaptureSettings(**quiet), capture_lifespan))
-        bus = await Bus.connect(nats.url, client_id="bench-viewers")
+        bus = await Bus.connect(nats.url, client_id=f"bench-{label}")
         stack.push_async_callback(bus.close)
         await bus.request(subjects.STREAM_START, StartStream(
-            stream_id=stream_id, source=TestPatternSource(), format=VideoFormat(width=SIZE[0], height=SIZE[1], fps=FPS),
+            stream_id=stream_id, source=TestPatternSource(), format=VideoFormat(width=size[0], height=size[1], fps=FPS),
         ), Accepted, service="capture", timeout=10)
         await wait_for_state(await StateStore.open(bus, "bench"), stream_id, StreamState.PUBLISHING, timeout=30)
         await asyncio.sleep(SETTLE_S)
+        yield Live(nats.url, server, auth, bus, stream_id,
+                   {"whep": f"{server.whep}/{stream_id}/whep", "hls": f"{server.hls}/{stream_id}/index.m3u8"})
 
+
+async def measure(options: Options) -> dict[str, Any]:
+    window_s = QUICK_WINDOW_S if options.quick else WINDOW_S
+    counts = QUICK_COUNTS if options.quick else COUNTS
+    rows: list[dict[str, Any]] = []
+    async with live_stream() as live:
+        server, auth, urls = live.server, live.auth, live.urls
         pids = {"mediamtx": [server.process.pid], "auth": [auth.pid]}
         idle = procs.CpuMeter(pids)
         idle.start()
@@ -173,12 +198,9 @@ async def measure(options: Options) -> dict[str, Any]:
         options.progress(f"viewers: none, MediaMTX {base['mediamtx']:.3f} CPU-s/s, auth {base['auth']:.4f}")
         rows.append({"kind": "none", "viewers": 0, "mediamtx_cpu_per_s": base["mediamtx"],
                      "auth_cpu_per_s": base["auth"], "machine_busy": idle.machine_busy})
-        urls = {"whep": f"{server.whep}/{stream_id}/whep", "hls": f"{server.hls}/{stream_id}/index.m3u8"}
         for kind in KINDS:
             for count in counts:
-                tokens = [(await bus.request(subjects.AUTH_TOKEN_ISSUE, TokenRequest(
-                    role="viewer", stream_id=stream_id), TokenIssued, service="auth", timeout=10)).token
-                    for _ in range(count)]
+                tokens = await live.viewer_tokens(count)
                 calls = len(server.recorder.calls)
                 join = procs.CpuMeter(pids)
                 join.start()

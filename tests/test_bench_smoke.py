@@ -26,14 +26,14 @@ def test_transport_benchmark_prints_every_row_and_writes_json(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     for size in ("640x360", "1920x1080"):
-        for path in ("(a)", "(b)", "(c)", "(c2)", "(d)", "(e)"):
+        for path in ("(a)", "(b)", "(c)", "(c2)", "(d)", "(e)", "(w)"):
             assert any(line.startswith(size) and f" {path} " in line for line in lines), (size, path, done.stdout)
         assert any(line.startswith(f"{size}: (c)/(b) fps") for line in lines), done.stdout
     result = json.loads((tmp_path / "transport.json").read_text())
     assert set(result["summary"]) == {"640x360", "1920x1080"}
     assert result["environment"]["cpu_model"]
     for rows in result["summary"].values():
-        assert all(rows[path]["runs"] == 1 for path in ("a", "b", "c", "c2", "d", "e")), rows
+        assert all(rows[path]["runs"] == 1 for path in ("a", "b", "c", "c2", "d", "e", "w")), rows
 
 
 def test_auth_hook_benchmark_prints_its_tables(tmp_path: Path) -> None:
