@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import nats
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -28,10 +29,36 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import codec
-from .errors import BadNatsUrl, FramecastError, NatsUnavailable, NoResponders, RequestRejected, RequestTimedOut
+from .errors import (
+    BadNatsUrl,
+    BusError,
+    FramecastError,
+    NatsUnavailable,
+    NoResponders,
+    RequestRejected,
+    RequestTimedOut,
+)
 from .messages import Rejected
 
 log = logging.getLogger("framecast.bus")
+
+_CONNECTION_DOWN = (
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.OutboundBufferLimitError,
+)
+"""What nats-py raises for a request or publish while it has no connection."""
+
+UNAVAILABLE = (
+    BusError,
+    NatsTimeout,
+    NoRespondersError,
+    nats.js.errors.ServiceUnavailableError,
+    *_CONNECTION_DOWN,
+)
+"""Every error that means "NATS or JetStream cannot be reached right now", from the bus or from
+nats-py's JetStream and KV calls (the state store's): what a caller retries once the bus is back."""
 
 OUTAGE_REPORT_S = 30.0
 """How often a NATS outage that goes on is reported again."""
@@ -258,6 +285,10 @@ class Bus:
             except NatsTimeout:
                 span.set_status(Status(StatusCode.ERROR, "timeout"))
                 raise RequestTimedOut(subject, service, timeout) from None
+            except _CONNECTION_DOWN as exc:  # nats-py refuses at once while it reconnects
+                span.set_status(Status(StatusCode.ERROR, "not connected"))
+                raise NatsUnavailable(redacted(self.nc.connected_url.geturl() if self.nc.connected_url else ""),
+                                      str(exc) or type(exc).__name__) from None
             answer = codec.decode(subject, reply.data, reply_type | Rejected)
             if isinstance(answer, Rejected):
                 span.set_attribute("framecast.rejected.code", answer.code)

@@ -113,7 +113,10 @@ class Revocations:
         return jti in self.revoked
 
     def connection_lost(self) -> None:
-        """NATS is gone: revocations may be written that this mirror will not hear of."""
+        """NATS is gone: revocations may be written that this mirror will not hear of (on
+        another node of a cluster, or as soon as a restarted server is back, before this
+        connection is). Fail closed until the bucket has been read again: a stream that is
+        already publishing stays on air (MediaMTX never asks again), only new sessions wait."""
         self.certain = False
 
     def connection_back(self) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from framecast import frames
-from framecast.proto.errors import BusError
+from framecast.proto.bus import UNAVAILABLE
 from framecast.proto.messages import StreamAnnounce, StreamStats
 from framecast.proto.states import ACTIVE, IllegalTransition, StreamState
 from framecast.runtime.ffmpeg import scrub
@@ -104,7 +104,7 @@ class StreamWorker:
             await self.service.store.transition(self.stream_id, state, reason=reason, **fields)
         except IllegalTransition as exc:
             log.debug("%s", exc)
-        except BusError as exc:
+        except UNAVAILABLE as exc:
             if strict:
                 raise
             log.warning("could not record %s for %s: %s", state, self.stream_id, exc)
@@ -129,7 +129,7 @@ class StreamWorker:
                     try:
                         await write()
                         break
-                    except BusError as exc:
+                    except UNAVAILABLE as exc:
                         if not warned:
                             warned = True
                             log.warning("%s: cannot record its state yet (%s); retrying until NATS is back",
