@@ -146,6 +146,18 @@ def test_a_bad_variable_stops_a_service_with_one_line() -> None:
     assert len(lines) == 1 and lines[0].startswith("framecast encoder: FRAMECAST_")
 
 
+def test_a_key_store_that_cannot_be_written_stops_auth_with_one_line(tmp_path: Path) -> None:
+    occupied = tmp_path / "keys"
+    occupied.write_text("a file where the key directory should be")
+    env = dict(os.environ, FRAMECAST_AUTH_KEY_DIR=str(occupied), FRAMECAST_NATS_URL="nats://127.0.0.1:9",
+               FRAMECAST_LOG_LEVEL="error")
+    result = subprocess.run([sys.executable, "-m", "framecast.auth"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"framecast auth: {occupied}: cannot create the key directory: File exists"
+    assert occupied.read_text() == "a file where the key directory should be"  # nothing overwritten
+
+
 @pytest.mark.parametrize("service", ["auth", "capture", "encoder", "gateway"])
 def test_python_m_service_help_prints_help_and_starts_nothing(service: str, tmp_path: Path) -> None:
     """``python -m framecast.<service> --help`` is ``framecast <service> --help``: no keys, no service."""

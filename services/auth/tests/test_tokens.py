@@ -355,3 +355,17 @@ def test_an_oversized_token_is_refused_before_parsing(verifier: TokenVerifier, i
     real = issuer.issue_viewer("cam1", "alice").token
     padded = real + "A" * (verifier.max_token_bytes + 1 - len(real))
     assert reason_for(verifier, padded) == "too_large"
+
+
+@pytest.mark.parametrize("skew_s", [-30, 30])
+def test_services_whose_clocks_differ_by_30_s_accept_each_others_tokens(
+    keystore: KeyStore, clock: FakeClock, skew_s: float
+) -> None:
+    """Two auth instances (or auth and MediaMTX in JWT mode) 30 s apart: a token one of them
+    has just issued is valid at the other, at once and until the last of its five minutes."""
+    issued = TokenIssuer(keystore, "framecast", "mediamtx", clock=clock).issue_viewer("cam1", "alice")
+    other = type(clock)(clock() + skew_s)  # the other service's clock
+    verifier = TokenVerifier(keystore, "framecast", "mediamtx", clock=other)
+    assert verifier.verify(issued.token).subject == "alice"
+    other.advance(issued.expires_at - clock() - skew_s - 1)
+    assert verifier.verify(issued.token).subject == "alice"
