@@ -20,7 +20,7 @@ import pytest
 
 from framecast.auth.app import HOOK_PATH, JWKS_PATH
 from framecast.devstack.mediamtx import find_mediamtx
-from tests.support.nats_cluster import free_ports
+from tests.support.rtsp import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

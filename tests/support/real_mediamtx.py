@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from framecast.devstack import mediamtx
-from tests.support.rtsp import free_port
+from tests.support.rtsp import free_port, free_ports
 
 __all__ = ["BINARY", "HookRecorder", "RealMediaMTX", "needs_mediamtx", "real_mediamtx"]
 
@@ -86,8 +86,8 @@ class RealMediaMTX:
 
     conf: Path
     log: Path
-    ports: dict[str, int] = field(default_factory=lambda: {
-        "rtsp": free_port(), "api": free_port(), "whep": free_port(), "hls": free_port(), "udp": free_port()})
+    ports: dict[str, int] = field(default_factory=lambda: dict(zip(
+        ("rtsp", "api", "whep", "hls", "udp"), free_ports(5), strict=True)))
     process: asyncio.subprocess.Process | None = None
     recorder: HookRecorder | None = None
 
@@ -147,12 +147,21 @@ async def real_mediamtx(tmp_path: Path, auth_addr: str, *, hls_variant: str = "f
         if record:
             recorder = await stack.enter_async_context(HookRecorder(hook))
             hook = recorder.url
-        server = RealMediaMTX(tmp_path / "mediamtx.yml", tmp_path / "mediamtx.log")
-        server.conf.write_text(mediamtx.config(
-            auth_url=hook, rtsp_port=server.ports["rtsp"], api_port=server.ports["api"],
-            whep_port=server.ports["whep"], hls_port=server.ports["hls"], webrtc_udp_port=server.ports["udp"],
-            hls_variant=hls_variant, jwks_url=f"http://{auth_addr}/.well-known/jwks.json" if auth == "jwt" else None))
-        server.recorder = recorder
-        await server.start()
+        # A free port is only free until someone takes it: try again with fresh ones
+        for attempt in range(1, 4):
+            server = RealMediaMTX(tmp_path / "mediamtx.yml", tmp_path / f"mediamtx-{attempt}.log")
+            server.conf.write_text(mediamtx.config(
+                auth_url=hook, rtsp_port=server.ports["rtsp"], api_port=server.ports["api"],
+                whep_port=server.ports["whep"], hls_port=server.ports["hls"], webrtc_udp_port=server.ports["udp"],
+                hls_variant=hls_variant,
+                jwks_url=f"http://{auth_addr}/.well-known/jwks.json" if auth == "jwt" else None))
+            server.recorder = recorder
+            try:
+                await server.start()
+            except AssertionError:
+                if attempt == 3 or "address already in use" not in server.log.read_text(errors="replace"):
+                    raise
+                continue
+            break
         stack.push_async_callback(server.stop)
         yield server

@@ -44,6 +44,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago (held open together
+    while chosen, so no two are the same)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def is_listening(port: int) -> bool:
     """Whether some socket listens on TCP ``port`` (read from /proc, so no connection is made:
     an FFmpeg listener would take a test connection for its publisher)."""

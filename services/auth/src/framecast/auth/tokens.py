@@ -162,7 +162,9 @@ class TokenIssuer:
             "iat": now,
             "nbf": now - NBF_BACKDATE_S,
             "exp": now + ttl,
-            "jti": secrets.token_urlsafe(9),
+            # hex: a jti is typed on command lines (`framecast token revoke JTI`), where a
+            # base64url one starting with "-" would read as an option
+            "jti": secrets.token_hex(8),
             "mediamtx_permissions": msgspec.to_builtins(permissions),
         }
         return TokenIssued(token=key.sign(claims), expires_at=float(now + ttl), kid=key.kid)
