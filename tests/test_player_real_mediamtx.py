@@ -38,7 +38,7 @@ from framecast.runtime.lifecycle import Runtime
 from tests.support.browser import assert_video_moves, chromium_page, needs_chromium, wait_playing
 from tests.support.real_mediamtx import RealMediaMTX, needs_mediamtx, real_mediamtx
 from tests.support.rtsp import free_port
-from tests.support.services import running, wait_for_state
+from tests.support.services import eventually, running, wait_for_state
 
 pytestmark = [*needs_mediamtx, *needs_chromium]
 
@@ -98,11 +98,14 @@ async def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactor
 async def readers(stack: Stack, count: int, timeout: float = 15) -> dict[str, Any]:
     """The gateway's view of the stream once it counts ``count`` readers (polled: the reconciler
     publishes reader counts in the stream's JSON only, not as events)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (view := await stack.stream())["readers"] != count:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"the gateway never counted {count} reader(s): {view}")
-        await asyncio.sleep(0.2)
+    view: dict[str, Any] = {}
+
+    async def counted() -> bool:
+        nonlocal view
+        view = await stack.stream()
+        return bool(view["readers"] == count)
+
+    await eventually(counted, f"the gateway counts {count} reader(s)", timeout)
     return view
 
 

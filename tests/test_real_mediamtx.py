@@ -13,7 +13,7 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,11 +126,7 @@ async def test_the_encoder_publishes_with_its_token_as_the_stand_in_sees_it(stac
         item = await get_path(stack)
         return bool(item.get("available"))
 
-    for _ in range(100):
-        if await available():
-            break
-        await asyncio.sleep(0.1)  # polling MediaMTX's API: it has nothing to wait on
-    assert item.get("available"), item
+    await eventually(available, f"MediaMTX lists {stack.stream_id} as available", 10)
     assert [track["codec"] for track in item["tracks2"]] == ["H264"]
     # the control-API stand-in's path item has MediaMTX's keys, in its order, and its track props
     fake = path_item(stack.stream_id, width=320, height=240)
@@ -272,11 +268,7 @@ async def test_revoking_a_viewer_token_ends_its_rtsp_session(stack: Stack) -> No
             item = await get_path(stack)
             return any(r["type"] == "rtspSession" for r in item.get("readers", []))
 
-        for _ in range(100):
-            if await reading():
-                break
-            await asyncio.sleep(0.1)  # polling MediaMTX's API
-        assert await reading()
+        await eventually(reading, "MediaMTX lists the RTSP reader", 10)
         await framecast(stack, "token", "revoke", "--token", "-", stdin=viewer)
         await asyncio.wait_for(reader.wait(), 20)  # MediaMTX ended the session on auth's kick
         code, _ = await ffmpeg("-rtsp_transport", "tcp", "-i", f"{stack.mediamtx.rtsp}/{stack.stream_id}?token={viewer}",
@@ -332,15 +324,6 @@ async def sessions(stack: Stack, kind: str) -> list[str]:
     return [item["id"] for item in answer.json()["items"] if item.get("path") == stack.stream_id]
 
 
-async def polled(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15) -> None:
-    """Poll MediaMTX (its API has nothing to wait on) until ``check()`` holds, or fail naming ``what``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await asyncio.sleep(0.1)
-
-
 async def test_revoking_a_viewer_token_ends_its_webrtc_session(stack: Stack) -> None:
     pytest.importorskip("aiortc", reason="aiortc is not installed")
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -377,7 +360,7 @@ async def test_revoking_a_viewer_token_ends_its_webrtc_session(stack: Stack) -> 
         assert session in await sessions(stack, "webrtcsessions")
 
         await framecast(stack, "token", "revoke", "--token", "-", stdin=viewer)
-        await polled(lambda: _absent(stack, "webrtcsessions", session), "MediaMTX no longer lists the session")
+        await eventually(lambda: _absent(stack, "webrtcsessions", session), "MediaMTX no longer lists the session", 15)
         await eventually(lambda: track_ended.is_set() or pc.connectionState in ("closed", "failed"),
                          "the viewer's connection ends", timeout=15)
         received = len(frames)
@@ -408,7 +391,7 @@ async def test_revoking_a_viewer_token_ends_its_hls_session(stack: Stack) -> Non
         (session,) = await sessions(stack, "hlssessions")
 
         await framecast(stack, "token", "revoke", "--token", "-", stdin=viewer)
-        await polled(lambda: _absent(stack, "hlssessions", session), "MediaMTX no longer lists the session")
+        await eventually(lambda: _absent(stack, "hlssessions", session), "MediaMTX no longer lists the session", 15)
         # the player's next request, with the session (and the token MediaMTX copied into the URI)
         after = await client.get(f"{stack.mediamtx.hls}/{stack.stream_id}/{media}")
         assert after.status_code in (401, 404), (after.status_code, after.text)
@@ -471,10 +454,6 @@ async def test_after_a_mediamtx_restart_the_encoder_publishes_again(stack: Stack
     async def available() -> bool:
         return bool((await get_path(stack)).get("available"))
 
-    async def republished() -> None:
-        while not await available():
-            await asyncio.sleep(0.2)  # polling MediaMTX's API
-
-    await asyncio.wait_for(republished(), 30)
+    await eventually(available, "MediaMTX lists the stream again after its restart", 30)
     record = await wait_for_state(stack.store, stack.stream_id, StreamState.PUBLISHING)
     assert record.since > before.since
