@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framecast.auth.kick import Revocation
+from framecast.auth.revocation import Revocation
 from framecast.runtime.mediamtx_api import Session
 
 

@@ -3,10 +3,9 @@
 from .app import create_app
 from .hook import Decision, HookRequest, decide
 from .keys import KeyStore, KeyStoreError
-from .kick import Revocation
 from .permissions import Permission, path_matches
 from .ratelimit import FailureLimiter
-from .revocation import RevocationError, Revocations, revocation_of_token, revoke
+from .revocation import Revocation, RevocationError, Revocations, revocation_of_token, revoke
 from .service import AuthService, lifespan
 from .settings import AuthSettings
 from .tokens import TokenError, TokenIssuer, TokenRequestError, TokenVerifier, VerifiedToken

@@ -15,8 +15,7 @@ from framecast.runtime.lifecycle import run
 from framecast.runtime.settings import SettingsError, load
 
 from .keys import DEFAULT_MAX_TOKEN_TTL_S, KeyStore
-from .kick import Revocation
-from .revocation import RevocationError, revocation_of_token, revoke
+from .revocation import Revocation, RevocationError, revocation_of_token, revoke
 from .service import lifespan
 from .settings import AuthSettings
 from .tokens import TokenError, TokenIssuer, TokenRequestError

@@ -17,15 +17,17 @@ import re
 import time
 from collections.abc import Callable
 
+import msgspec
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.kv import watch_all
 from framecast.proto.store import open_bucket
+from framecast.runtime.mediamtx_api import Session
 
 from .keys import KeyStore
-from .kick import CLAIM_PREFIX, Revocation, claim_key, decode_revocation, encode_revocation
+from .permissions import path_matches
 from .settings import AuthSettings
 from .tokens import TokenVerifier
 
@@ -39,6 +41,58 @@ _JTI = re.compile(r"[A-Za-z0-9_=-]{1,256}")
 
 RESYNC_RETRY_S = 0.5
 """How soon the mirror reads the bucket again after its watch failed."""
+
+CLAIM_PREFIX = "kick."
+"""Bucket keys under this prefix are kick claims, not revoked jtis (jtis never contain ``.``)."""
+
+
+class Revocation(msgspec.Struct, frozen=True, kw_only=True):
+    """The value of a revoked jti in the revocation bucket (JSON, written by ``framecast token revoke``).
+
+    Paths are permission paths as in a token (docs/mediamtx.md, "JWT"): an exact name, ``""``
+    for any path, or ``~regex``.
+    """
+
+    expires_at: float
+    """When the token expires; after that the hook refuses it anyway."""
+    paths: tuple[str, ...] = ()
+    """Where the token may read: reading sessions there are ended."""
+    publish_paths: tuple[str, ...] = ()
+    """Where the token may publish: the publishing session there is ended (its readers with it)."""
+
+    def ends(self, session: Session) -> bool:
+        """Whether ``session`` may have been opened with the revoked token."""
+        if not session.path:
+            return False
+        reads = any(path_matches(p, session.path) for p in self.paths)
+        publishes = any(path_matches(p, session.path) for p in self.publish_paths)
+        if session.state == "publish":
+            return publishes
+        if session.state in ("read", ""):  # HLS sessions carry no state: they only read
+            return reads
+        return reads or publishes
+
+
+_revocation_decoder = msgspec.json.Decoder(Revocation)
+_revocation_encoder = msgspec.json.Encoder()
+
+
+def encode_revocation(revocation: Revocation) -> bytes:
+    return _revocation_encoder.encode(revocation)
+
+
+def decode_revocation(value: bytes | None) -> Revocation | None:
+    """The entry's ``Revocation``, or ``None`` when it holds none (the jti is revoked all the same)."""
+    try:
+        return _revocation_decoder.decode(value or b"")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def claim_key(jti: str, revision: int) -> str:
+    """The key whose creation claims the kicks of revision ``revision`` of ``jti``'s entry."""
+    return f"{CLAIM_PREFIX}{jti}.{revision}"
+
 
 OnRevoked = Callable[[str, int, Revocation], None]
 """``on_revoked(jti, revision, revocation)``: a revocation whose live sessions may need ending."""
