@@ -167,3 +167,15 @@ def test_python_m_service_help_prints_help_and_starts_nothing(service: str, tmp_
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: framecast {service}")
     assert not (tmp_path / "keys").exists()
+
+
+@pytest.mark.parametrize("value", ["60", "-1", "weekly"])
+def test_a_rotation_period_auth_cannot_honour_stops_it_with_one_line(value: str, tmp_path: Path) -> None:
+    env = dict(os.environ, FRAMECAST_AUTH_KEY_DIR=str(tmp_path / "keys"), FRAMECAST_NATS_URL="nats://127.0.0.1:9",
+               FRAMECAST_AUTH_ROTATE_EVERY_S=value)
+    result = subprocess.run([sys.executable, "-m", "framecast.auth"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("framecast auth: FRAMECAST_AUTH_ROTATE_EVERY_S")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "keys").exists(), "nothing is created before the settings are read"

@@ -253,3 +253,15 @@ def test_a_missing_key_file_is_refused(keystore: KeyStore, key_dir: Path) -> Non
 def test_rotation_must_outlast_the_publication_delay(key_dir: Path) -> None:
     with pytest.raises(ValueError, match="rotate_every_s"):
         KeyStore(key_dir, rotate_every_s=3600, publish_ahead_s=3900)
+
+
+def test_with_automatic_rotation_off_only_an_operator_brings_in_the_next_key(key_dir: Path, clock: FakeClock) -> None:
+    """Replicas sharing keys copied from one Secret must not each rotate their own copy."""
+    keystore = KeyStore(key_dir, clock=clock, rotate_every_s=None)
+    first = keystore.signing_key().kid
+    clock.advance(10 * DEFAULT_ROTATE_EVERY_S)
+    assert keystore.maintain() is None
+    assert kids(keystore) == [first] and keystore.signing_key().kid == first
+    following = keystore.rotate()
+    clock.advance(DEFAULT_PUBLISH_AHEAD_S)
+    assert keystore.signing_key().kid == following.kid

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
+from framecast.proto.errors import FramecastError
+
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
@@ -26,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
+    except FramecastError as exc:  # the user's to act on: one line, no traceback
+        print(f"framecast {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

@@ -145,13 +145,13 @@ class KeyStore:
         clock: Clock = time.time,
         publish_ahead_s: float = DEFAULT_PUBLISH_AHEAD_S,
         max_token_ttl_s: float = DEFAULT_MAX_TOKEN_TTL_S,
-        rotate_every_s: float = DEFAULT_ROTATE_EVERY_S,
+        rotate_every_s: float | None = DEFAULT_ROTATE_EVERY_S,
         retention_margin_s: float = DEFAULT_RETENTION_MARGIN_S,
     ) -> None:
         if publish_ahead_s < 0 or max_token_ttl_s <= 0 or retention_margin_s < 0:
             raise ValueError("key store durations must not be negative (max_token_ttl_s > 0)")
-        if rotate_every_s <= publish_ahead_s:
-            raise ValueError("rotate_every_s must be longer than publish_ahead_s")
+        if rotate_every_s is not None and rotate_every_s <= publish_ahead_s:
+            raise ValueError("rotate_every_s must be longer than publish_ahead_s (or None: never)")
         self.directory = directory
         self.clock = clock
         self.publish_ahead_s = publish_ahead_s
@@ -227,7 +227,12 @@ class KeyStore:
                 for key in self._keys
             )
             new = self._create(created_at=now, not_before_signing=activation)
-            self._save((*kept, new))
+            try:
+                self._save((*kept, new))
+            except KeyStoreError:  # the index still names the keys before: no stray key file
+                with contextlib.suppress(OSError):
+                    (self.directory / f"{new.kid}.pem").unlink()
+                raise
             logger.info("created signing key %s, signing from %s", new.kid, _iso(activation))
             return new
 
@@ -250,11 +255,14 @@ class KeyStore:
         """Prune, and rotate when the signing key is due for a successor; for a periodic task.
 
         A successor is created ``publish_ahead_s`` before the signing key reaches
-        ``rotate_every_s`` of service, so each key signs for about ``rotate_every_s``.
+        ``rotate_every_s`` of service, so each key signs for about ``rotate_every_s``; with
+        ``rotate_every_s=None`` only ``rotate`` (``framecast auth rotate-key``) brings one in.
         """
         with self._lock:
             now = self._now(now)
             self.prune(now)
+            if self.rotate_every_s is None:
+                return None
             newest = self._keys[-1].record
             if newest.not_before_signing > now:
                 return None
@@ -359,12 +367,17 @@ class KeyStore:
         path = self.directory / f"{record.kid}.pem"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise KeyStoreError(path, f"cannot write: {exc.strerror}") from None
+        try:
             with os.fdopen(fd, "wb") as file:
                 os.fchmod(file.fileno(), 0o600)
                 file.write(pem)
                 file.flush()
                 os.fsync(file.fileno())
-        except OSError as exc:
+        except OSError as exc:  # a full disk: leave no truncated key behind
+            with contextlib.suppress(OSError):
+                path.unlink()
             raise KeyStoreError(path, f"cannot write: {exc.strerror}") from None
         return StoredKey(record, public, private)
 

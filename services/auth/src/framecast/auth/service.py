@@ -26,7 +26,7 @@ from framecast.runtime.lifecycle import Runtime
 from framecast.runtime.mediamtx_api import MediaMTXClient
 
 from .app import create_app
-from .keys import KeyStore
+from .keys import KeyStore, KeyStoreError
 from .kick import Kicker
 from .metrics import auth_instruments
 from .ratelimit import FailureLimiter
@@ -72,10 +72,24 @@ class AuthService:
             await self.bus.publish(subjects.AUTH_AUDIT, decision)
 
     async def maintain(self, revocations: Revocations) -> None:
-        """Every few minutes: rotate and prune signing keys, forget expired revocations."""
+        """Every few minutes: rotate and prune signing keys, forget expired revocations.
+
+        A key directory that cannot be written (a full disk) does not stop the service: the
+        current key goes on signing, and the rotation is tried again next time."""
+        failing = ""
         while True:
-            if (new := await asyncio.to_thread(self.keystore.maintain)) is not None:
-                log.info("rotated signing key: next key %s published", new.kid)
+            try:
+                if (new := await asyncio.to_thread(self.keystore.maintain)) is not None:
+                    log.info("rotated signing key: next key %s published", new.kid)
+            except KeyStoreError as exc:
+                if str(exc) != failing:
+                    log.warning("cannot maintain the signing keys (%s); the current key goes on signing, "
+                                "retrying every %.0f s", exc, MAINTAIN_EVERY_S)
+                failing = str(exc)
+            else:
+                if failing:
+                    log.info("the key directory can be written again")
+                failing = ""
             revocations.prune()
             await asyncio.sleep(MAINTAIN_EVERY_S)
 
@@ -83,7 +97,7 @@ class AuthService:
 @contextlib.asynccontextmanager
 async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]:
     settings = runtime.settings
-    keystore = KeyStore(Path(settings.key_dir()))
+    keystore = KeyStore(Path(settings.key_dir()), rotate_every_s=settings.auth_rotate_every_s or None)
     bus = await Bus.connect(settings.nats_url, client_id=runtime.instance)
     service = AuthService(runtime, bus, keystore)
     subject = f"auth-kicker:{runtime.instance}"

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
-from framecast.runtime.settings import Address, CommonSettings, Url
+from msgspec import Meta
+
+from framecast.runtime.settings import Address, CommonSettings, SettingsError, Url, env_name
+
+from .keys import DEFAULT_PUBLISH_AHEAD_S, DEFAULT_ROTATE_EVERY_S
 
 
 def default_key_dir() -> str:
@@ -21,8 +26,22 @@ class AuthSettings(CommonSettings, kw_only=True, frozen=True):
     """The ``iss`` of every token (MediaMTX's authJWTIssuer when it verifies them itself)."""
     auth_audience: str = "mediamtx"
     """The ``aud`` of every token (MediaMTX's authJWTAudience)."""
+    auth_rotate_every_s: Annotated[float, Meta(ge=0, description="a number of seconds, 0 or above")] = (
+        DEFAULT_ROTATE_EVERY_S
+    )
+    """Seconds each signing key signs before this service brings in the next; 0: never on its own.
+    Replicas that share keys copied from one place (a Kubernetes Secret) set 0 and rotate
+    centrally with ``framecast auth rotate-key``, or each would rotate its own copy."""
     mediamtx_api: Url = "http://127.0.0.1:9997"
     """MediaMTX's control API, where revoked tokens' live sessions are kicked (with a token we sign)."""
+
+    def __post_init__(self) -> None:
+        if 0 < self.auth_rotate_every_s <= DEFAULT_PUBLISH_AHEAD_S:
+            raise SettingsError(
+                env_name("auth_rotate_every_s"),
+                f"must be 0 (no automatic rotation) or above {DEFAULT_PUBLISH_AHEAD_S:.0f}: a new key is "
+                "published that long before it signs, for MediaMTX's one-hour JWKS cache",
+            )
 
     def key_dir(self) -> str:
         """``auth_key_dir``, or the default under the user's state directory."""
