@@ -254,10 +254,11 @@ async def test_playback_gives_urls_and_a_viewer_token_for_the_stream(
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
-    assert set(body) == {"whep_url", "hls_url", "token", "expires_at"}
+    assert set(body) == {"whep_url", "hls_url", "token", "expires_at", "expires_in"}
     assert body["whep_url"] == f"http://127.0.0.1:8889/{stream_id}/whep"
     assert body["hls_url"] == f"http://127.0.0.1:8888/{stream_id}/index.m3u8"
     assert body["expires_at"] > time.time()
+    assert 290 < body["expires_in"] <= 300, "counted from the answer: the default viewer token lasts 300 s"
     issuer, seen = token_issuer
     assert [(r.role, r.stream_id, r.subject) for r in seen] == [("viewer", stream_id, "api-key")]
     verified = TokenVerifier(issuer.keystore, "framecast-auth", "mediamtx").verify(body["token"])

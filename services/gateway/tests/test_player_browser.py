@@ -114,7 +114,7 @@ class StubGateway:
         def playback(stream_id: FromPath[str]) -> dict[str, Any]:
             self.tokens.append(f"viewer-token-{len(self.tokens) + 1}")
             return {"whep_url": self.whep_url, "hls_url": self.hls_url, "token": self.tokens[-1],
-                    "expires_at": time.time() + self.token_ttl}
+                    "expires_at": time.time() + self.token_ttl, "expires_in": self.token_ttl}
 
         @get("/api/events")
         async def events(stream: FromQuery[str | None] = None) -> ServerSentEvent:
@@ -467,6 +467,26 @@ async def test_a_lost_hls_session_is_reopened_with_a_fresh_token(
     assert media.offers == [], "via=hls must not try WHEP"
     assert stub.tokens == ["viewer-token-1", "viewer-token-2"], "a reconnect asks for a fresh token"
     assert [o["token"] for o in media.hls_opened] == stub.tokens
+
+
+BROWSER_CLOCK_AN_HOUR_BEHIND = """
+  const realNow = Date.now;
+  Date.now = () => realNow() - 3600 * 1000;
+"""
+
+
+async def test_the_token_is_renewed_in_time_whatever_the_browser_clock_says(
+    stub: StubGateway, gateway_url: str, media: MediaOrigin
+) -> None:
+    """A viewer's computer an hour slow would think the token good for an hour more: the player
+    counts down ``expires_in`` instead, and asks for a fresh token at 3/4 of it."""
+    stub.token_ttl = 8.0
+    async with chromium_page() as page:
+        await page.add_init_script(BROWSER_CLOCK_AN_HOUR_BEHIND)
+        await page.goto(f"{gateway_url}/watch.html?stream={STREAM}&via=hls")
+        await wait_playing(page, "hls", samples=1)
+        await media.until(lambda: len(stub.tokens) >= 2, timeout=30)
+    assert stub.tokens[:2] == ["viewer-token-1", "viewer-token-2"]
 
 
 NATIVE_HLS_ONLY = """

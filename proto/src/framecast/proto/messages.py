@@ -300,7 +300,12 @@ class TokenIssued(Message, kw_only=True, tag="framecast.auth.token.issued.v1"):
 
     token: str
     expires_at: float
+    """When it expires, on the auth service's clock."""
     kid: str
+    valid_for_s: float | None = None
+    """How long it stays valid from the moment it was issued: the same on every clock, so a
+    holder whose wall clock differs from auth's counts this down instead of reading
+    ``expires_at`` (``framecast.runtime.lease``). None from an auth service older than it."""
 
 
 class AuthDecision(Message, kw_only=True, tag="framecast.auth.decision.v1"):

@@ -56,8 +56,9 @@ fresh one at every FFmpeg (re)start, so it need not live longer than a viewer's.
 DEFAULT_SERVICE_TTL_S = 300
 DEFAULT_MAX_TOKEN_BYTES = 2048
 """Our tokens are ~450-650 bytes; RTSP cannot carry more than ~1.9 KB anyway (docs/mediamtx.md, "RTSP")."""
-NBF_BACKDATE_S = 30
-"""``nbf`` is set this far in the past: MediaMTX validates it with zero leeway (docs/mediamtx.md, "JWT")."""
+NBF_BACKDATE_S = 60
+"""``nbf`` is set this far in the past: MediaMTX validates it with zero leeway (docs/mediamtx.md, "JWT"),
+so a verifier whose clock is up to a minute behind ours accepts a token at once."""
 
 class TokenError(Exception):
     """A token was refused; ``reason`` is machine-readable, ``detail`` is for logs (no secrets)."""
@@ -167,7 +168,8 @@ class TokenIssuer:
             "jti": secrets.token_hex(8),
             "mediamtx_permissions": msgspec.to_builtins(permissions),
         }
-        return TokenIssued(token=key.sign(claims), expires_at=float(now + ttl), kid=key.kid)
+        return TokenIssued(token=key.sign(claims), expires_at=float(now + ttl), kid=key.kid,
+                           valid_for_s=now + ttl - clock_now)
 
 
 class TokenVerifier:

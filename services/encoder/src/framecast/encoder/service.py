@@ -35,6 +35,7 @@ from framecast.proto.messages import (
 from framecast.proto.states import ACTIVE
 from framecast.proto.store import StateStore
 from framecast.runtime.ffmpeg import find_ffmpeg
+from framecast.runtime.lease import TokenLease
 from framecast.runtime.lifecycle import Runtime
 
 from .metrics import encoder_instruments
@@ -141,20 +142,20 @@ class EncoderService:
         still valid for TOKEN_REUSE_MARGIN_S: an FFmpeg restart during a bus outage keeps the
         stream on air instead of taking it off for want of a token."""
         base = self.settings.mediamtx_rtsp.rstrip("/")
-        last: TokenIssued | None = None
+        last: TokenLease | None = None
 
         async def url() -> str:
             nonlocal last
             if self.settings.publish_auth == "none":
                 return f"{base}/{stream_id}"
             try:
-                last = await self.bus.request(
+                last = TokenLease(await self.bus.request(
                     subjects.AUTH_TOKEN_ISSUE,
                     TokenRequest(role="publisher", stream_id=stream_id, subject=self.instance),
                     TokenIssued, service="auth", timeout=3,
-                )
+                ))
             except BusError as exc:
-                if last is None or last.expires_at - time.time() < TOKEN_REUSE_MARGIN_S:
+                if last is None or last.remaining() < TOKEN_REUSE_MARGIN_S:
                     raise
                 log.warning("%s: no new publish token (%s); using the previous one until it expires",
                             stream_id, exc, extra={"stream_id": stream_id})

@@ -31,6 +31,7 @@ from framecast.proto.messages import (
     VideoFormat,
 )
 from framecast.proto.store import StateStore
+from framecast.runtime.lease import TokenLease
 from framecast.runtime.problems import MEDIA_TYPE, Problem
 
 from .events import StateView, event_stream, last_sequence
@@ -159,19 +160,20 @@ async def stop_stream(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamI
       status_code=200, responses=_problems(400, 401, 403, 404, 502, 503))
 async def playback(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamIdInPath) -> Response[Playback]:
     _record(gateway, viewer, stream_id)
-    issued = await gateway.bus.request(
+    lease = TokenLease(await gateway.bus.request(
         subjects.AUTH_TOKEN_ISSUE,
         TokenRequest(role="viewer", stream_id=stream_id, subject=viewer.subject),
         TokenIssued, service="auth", timeout=gateway.settings.gateway_request_timeout_s,
-    )
+    ))
     gateway_instruments().playbacks.add(1)
     settings = gateway.settings
     return Response(
         Playback(
             whep_url=f"{settings.public_whep_base.rstrip('/')}/{stream_id}/whep",
             hls_url=f"{settings.public_hls_base.rstrip('/')}/{stream_id}/index.m3u8",
-            token=issued.token,
-            expires_at=issued.expires_at,
+            token=lease.token,
+            expires_at=lease.issued.expires_at,
+            expires_in=round(lease.remaining(), 3),
         ),
         headers={"Cache-Control": "no-store"},
     )

@@ -87,6 +87,10 @@ class Playback(msgspec.Struct, kw_only=True):
     hls_url: str
     token: str
     expires_at: float
+    """When the token expires, on the auth service's clock."""
+    expires_in: float
+    """Seconds the token stays valid from this answer. A browser counts this down: its clock
+    may not agree with ``expires_at``."""
 
 
 class Readiness(Health, kw_only=True, omit_defaults=False):

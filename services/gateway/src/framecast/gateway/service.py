@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from framecast.proto.errors import BusError
 from framecast.proto.messages import StreamStats, TokenIssued, TokenRequest
 from framecast.proto.store import StateStore
 from framecast.runtime.http import http_server
+from framecast.runtime.lease import TokenLease
 from framecast.runtime.lifecycle import Runtime
 from framecast.runtime.mediamtx_api import MediaMTXClient, MediaMTXUnavailable
 
@@ -52,19 +52,19 @@ class ServiceTokens:
         self.bus = bus
         self.subject = subject
         self.api_url = api_url
-        self._issued: TokenIssued | None = None
+        self._lease: TokenLease | None = None
 
     async def __call__(self) -> str:
-        if self._issued is None or time.time() > self._issued.expires_at - 60:
+        if self._lease is None or self._lease.remaining() < 60:
             try:
-                self._issued = await self.bus.request(
+                self._lease = TokenLease(await self.bus.request(
                     subjects.AUTH_TOKEN_ISSUE, TokenRequest(role="service", subject=self.subject), TokenIssued,
                     service="auth", timeout=3,
-                )
+                ))
             except BusError as exc:
                 raise MediaMTXUnavailable(self.api_url, f"no control-API token from the auth service: {exc}") \
                     from None
-        return self._issued.token
+        return self._lease.token
 
 
 @contextlib.asynccontextmanager

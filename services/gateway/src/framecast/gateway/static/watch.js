@@ -30,7 +30,7 @@ const meter = new LatencyMeter(video);
 const stats = new PlaybackStats(video, $('stats'), null);
 
 let record = null; // the stream as the API last described it
-let playback = null; // {whep_url, hls_url, token, expires_at}
+let playback = null; // {whep_url, hls_url, token, expires_at, expires_in}
 let session = null; // {mode, stop}
 let connecting = false;
 let attempt = 0;
@@ -96,10 +96,11 @@ function scheduleRetry() {
   return delay;
 }
 
-/** The token expires; fetch a new one well before, for requests made after that (HLS, reconnects). */
+/** The token expires; fetch a new one well before, for requests made after that (HLS, reconnects).
+ *  Counted from `expires_in`, not `expires_at`: this computer's clock may not agree with the server's. */
 function scheduleRefresh() {
   clearTimeout(refreshTimer);
-  const remaining = playback.expires_at * 1000 - Date.now();
+  const remaining = playback.expires_in * 1000;
   refreshTimer = setTimeout(async () => {
     try {
       playback = await requestPlayback(streamId);
