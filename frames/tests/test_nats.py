@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
 from collections.abc import AsyncIterator
 
 import nats
@@ -221,3 +223,24 @@ async def test_close_from_a_thread_unsubscribes(nc: Client, subject: str) -> Non
     assert await read(reader, 0) is None and reader.frames == 0
     await reader.aclose()
     reader.close()
+
+
+async def test_send_says_so_instead_of_hanging_when_the_client_loop_is_stuck(nc: Client, subject: str) -> None:
+    """A producer thread must not wait forever on a NATS client whose loop never runs again."""
+    writer = NatsFrameWriter(nc, subject, FMT, paced=False)
+    writer.publish_timeout_s = 0.2
+    outcome: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+    def produce() -> None:
+        try:
+            outcome.set_result(writer.send(expected(1)))
+        except Exception as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.set_exception(exc)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join(timeout=TIMEOUT)  # blocks this event loop, the client's, on purpose: it is stuck
+    assert not producer.is_alive(), "send must give up by itself"
+    with pytest.raises(TimeoutError, match="did not take it within 0.2 s"):
+        outcome.result()
+    assert writer.seq == 0, "the frame was not sent"

@@ -22,6 +22,7 @@ loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -42,6 +43,8 @@ SEQ_HEADER = "Framecast-Seq"
 TIMESTAMP_HEADER = "Framecast-Timestamp-Ns"
 DEFAULT_ALIVE_WITHIN_S = 5.0
 _CLOSE_TIMEOUT_S = 5.0
+PUBLISH_TIMEOUT_S = 10.0
+"""How long ``send`` waits for the client's loop to take a frame before it says the loop is stuck."""
 
 
 def _headers_size(headers: dict[str, str]) -> int:
@@ -85,6 +88,7 @@ class NatsFrameWriter:
         self._min_interval = _MIN_INTERVAL / fmt.fps if paced else 0.0
         self._next_at = 0.0
         self._closed = False
+        self.publish_timeout_s = PUBLISH_TIMEOUT_S
 
     @property
     def seq(self) -> int:
@@ -96,8 +100,10 @@ class NatsFrameWriter:
 
         Blocks until nats-py has copied the frame into its outgoing buffer (on the client's
         loop, which must not be the calling thread), so the caller may reuse ``frame`` at once.
-        Raises FrameFormatError for a frame not of the stream's format and FrameTooLargeError
-        for one the server would refuse. A frame that is not C-contiguous is copied first.
+        Raises FrameFormatError for a frame not of the stream's format, FrameTooLargeError
+        for one the server would refuse, and TimeoutError when the client's loop does not take
+        the frame within ``publish_timeout_s`` (it is blocked or gone: waiting longer would
+        hang the producer). A frame that is not C-contiguous is copied first.
         """
         if self._closed:
             raise ValueError(f"frame writer for {self.subject} is closed")
@@ -118,7 +124,13 @@ class NatsFrameWriter:
             raise FrameTooLargeError(size, self._nc.max_payload)
         payload = memoryview(np.ascontiguousarray(frame)).cast("B")
         publish = self._nc.publish(self.subject, payload, headers=headers)  # type: ignore[arg-type]
-        asyncio.run_coroutine_threadsafe(publish, self._loop).result()
+        published = asyncio.run_coroutine_threadsafe(publish, self._loop)
+        try:
+            published.result(self.publish_timeout_s)
+        except concurrent.futures.TimeoutError:
+            published.cancel()
+            raise TimeoutError(f"frame {seq} of {self._stream}: the NATS client's event loop did not take it "
+                               f"within {self.publish_timeout_s:g} s (is that loop blocked?)") from None
         self._seq = seq
         return seq
 
