@@ -8,10 +8,11 @@ one host or NATS across hosts, behind one writer and one reader interface; and, 
     view = reader.wait_frame(0.1)
 """
 
+from .host import host_identity
 from .nats import NatsFrameReader, NatsFrameWriter
 from .protocols import FrameReader, FrameWriter
 from .ring import RingOpenError, RingReader, RingWriter, sweep_stale
-from .transport import address, open_reader, open_writer
+from .transport import address, kind, open_reader, open_writer
 from .validation import FrameFormatError, FrameTooLargeError, validate_frame
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "RingReader",
     "RingWriter",
     "address",
+    "host_identity",
+    "kind",
     "open_reader",
     "open_writer",
     "sweep_stale",

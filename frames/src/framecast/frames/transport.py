@@ -46,6 +46,11 @@ async def open_reader(transport: AnyTransport, fmt: VideoFormat, nc: Client) -> 
     raise ValueError(f"unknown frame transport {transport!r}")
 
 
+def kind(transport: AnyTransport) -> TransportKind:
+    """``"shm"`` or ``"nats"``: which transport an announced address is on."""
+    return "shm" if isinstance(transport, ShmTransport) else "nats"
+
+
 def address(transport: AnyTransport) -> str:
     """Where a stream's frames are (the ring's name or the NATS subject): two announces of
     one stream with the same address are the same producer asking again."""

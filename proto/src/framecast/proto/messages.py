@@ -154,6 +154,9 @@ class NatsTransport(Transport, kw_only=True, tag="nats"):
 
 AnyTransport = ShmTransport | NatsTransport
 TransportKind = Literal["shm", "nats"]
+TransportChoice = Literal["auto", "shm", "nats"]
+"""What a producer asks for: ``auto`` places the stream on an encoder of its own host when one
+has room (shared memory), else on one elsewhere (NATS); ``shm`` and ``nats`` only that one."""
 
 
 # ----- control: start and stop ------------------------------------------------------------
@@ -163,7 +166,7 @@ class StartStream(Message, kw_only=True, tag="framecast.control.start.v1"):
     stream_id: StreamId
     source: AnySource
     format: VideoFormat
-    transport: TransportKind = "shm"
+    transport: TransportChoice = "auto"
     metadata: Metadata = {}
 
 
@@ -203,6 +206,8 @@ class StreamRecord(Message, kw_only=True, tag="framecast.stream.state.v1"):
     """Which run of the stream's FFmpeg this is about (1: the first); 0 when none is."""
     retry_in_s: float | None = None
     """Seconds until the next retry (0.0: at once); None when nothing is being retried."""
+    placement: str = ""
+    """Why the stream runs on its encoder (which host, the transport, the encoder's free room)."""
 
 
 class StreamTransition(Message, kw_only=True, tag="framecast.stream.transition.v1"):
@@ -241,6 +246,35 @@ class StreamAnnounce(Message, kw_only=True, tag="framecast.encoder.announce.v1")
     transport: AnyTransport
     capture_id: str
     metadata: Metadata = {}
+    placement: str = ""
+    """Why the producer chose this encoder (recorded with the claim, shown by ``stream list``)."""
+
+
+class Reassign(Message, kw_only=True, tag="framecast.stream.reassign.v1"):
+    """An encoder being drained asks a stream's producer to place the stream elsewhere."""
+
+    stream_id: StreamId
+    from_encoder: str
+    reason: str = ""
+
+
+class DrainEncoder(Message, kw_only=True, tag="framecast.encoder.drain.v1"):
+    """An operator empties one encoder: it takes no new stream and hands its streams over."""
+
+    reason: str = "drained by an operator"
+
+
+class Draining(Message, kw_only=True, tag="framecast.encoder.draining.v1"):
+    """The encoder's answer: the streams it is handing over."""
+
+    encoder_id: str
+    streams: list[str] = []
+
+
+class EncoderPing(Message, kw_only=True, tag="framecast.encoder.ping.v1"):
+    """Asks every encoder for a heartbeat now (a producer that has just started)."""
+
+    asked_by: str = ""
 
 
 class ClaimAccepted(Message, kw_only=True, tag="framecast.encoder.claimed.v1"):
@@ -255,6 +289,11 @@ class EncoderHeartbeat(Message, kw_only=True, tag="framecast.encoder.heartbeat.v
     active: int
     hw_sessions_left: int | None = None
     at: float
+    host: str = ""
+    """Where the encoder runs, as far as shared memory goes: a producer with the same ``host``
+    can hand it frames through a ring (``framecast.frames.host_identity``)."""
+    draining: bool = False
+    """The operator is emptying this encoder: it takes no new stream."""
 
 
 class StreamEnd(Message, kw_only=True, tag="framecast.stream.end.v1"):
@@ -328,4 +367,4 @@ StartReply = Accepted | Rejected
 StopReply = Accepted | Rejected
 ClaimReply = ClaimAccepted | Rejected
 TokenReply = TokenIssued | Rejected
-StreamControl = StopStream | StreamEnd
+StreamControl = StopStream | StreamEnd | Reassign

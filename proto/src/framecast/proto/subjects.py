@@ -14,7 +14,8 @@ STREAM_START = f"{PREFIX}.control.stream.start"
 STREAM_STOP = f"{PREFIX}.control.stream.stop"
 CAPTURE_QUEUE = "capture"
 
-# Encoders claim announced streams through a queue group: one member answers each announce.
+# Encoders claim announced streams: a producer asks the encoder it placed the stream on
+# (``encoder_claim(id)``), or any one member of the queue group when it knows of none yet.
 ENCODER_CLAIM = f"{PREFIX}.encoder.claim"
 ENCODER_QUEUE = "encoders"
 
@@ -54,6 +55,22 @@ def stream_control(stream_id: str) -> str:
 def stats(stream_id: str) -> str:
     """Periodic encoder statistics of one stream."""
     return f"{PREFIX}.stream.{stream_id}.stats"
+
+
+def encoder_claim(encoder_id: str) -> str:
+    """Announces addressed to one encoder instance: the one placement chose."""
+    return f"{ENCODER_CLAIM}.{encoder_id}"
+
+
+def encoder_drain(encoder_id: str) -> str:
+    """An operator's request that one encoder hand its streams over and take no more."""
+    return f"{PREFIX}.encoder.drain.{encoder_id}"
+
+
+ENCODER_HEARTBEAT_ALL = f"{PREFIX}.encoder.heartbeat.*"
+ENCODER_PING = f"{PREFIX}.encoder.ping"
+"""Every encoder answers a message here with a heartbeat at once: a producer that has just
+started learns the whole fleet in a round trip instead of a heartbeat period."""
 
 
 def encoder_heartbeat(encoder_id: str) -> str:

@@ -71,6 +71,9 @@ class CommonSettings(msgspec.Struct, kw_only=True, frozen=True):
     """host:port for GET /healthz and /readyz; empty for none."""
     instance_id: str = ""
     """Name of this instance in events and traces; defaults to <service>-<host>-<pid>."""
+    host_id: str = ""
+    """Which host this is for placing streams: producers and encoders with the same one share
+    memory. Default: this machine's hostname, boot and /dev/shm (framecast.frames.host_identity)."""
 
 
 def env_name(field: str) -> str:

@@ -79,39 +79,40 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     start.add_argument("--input", help="file path, camera URL or device path for those sources")
     start.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
     start.add_argument("--fps", type=int, default=30)
-    start.add_argument("--transport", choices=["shm", "nats"], default="shm")
+    start.add_argument("--transport", choices=["auto", "shm", "nats"], default="auto",
+                       help="auto: shared memory with an encoder on the capture's host, else NATS (default)")
     start.add_argument("--no-wait", action="store_true", help="return once the request is accepted")
     start.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for publishing")
-    start.set_defaults(run=lambda a: _run_async(_start(a)))
+    start.set_defaults(run=lambda a: run_async(_start(a)))
 
     stop = sub.add_parser("stop", help="stop a stream")
     stop.add_argument("stream_id", type=stream_id_arg)
     stop.add_argument("--no-wait", action="store_true", help="return once the request is accepted")
     stop.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for stopped")
-    stop.set_defaults(run=lambda a: _run_async(_stop(a)))
+    stop.set_defaults(run=lambda a: run_async(_stop(a)))
 
     listing = sub.add_parser("list", help="every stream and its state")
-    listing.set_defaults(run=lambda a: _run_async(_list(a)))
+    listing.set_defaults(run=lambda a: run_async(_list(a)))
 
     watch = sub.add_parser("watch", help="print lifecycle events (history first, then live)")
     watch.add_argument("stream_id", nargs="?")
-    watch.set_defaults(run=lambda a: _run_async(_watch(a)))
+    watch.set_defaults(run=lambda a: run_async(_watch(a)))
 
     repair = sub.add_parser("repair", help="mark a stream whose record cannot be read as failed")
     repair.add_argument("stream_id", type=stream_id_arg)
-    repair.set_defaults(run=lambda a: _run_async(_repair(a)))
+    repair.set_defaults(run=lambda a: run_async(_repair(a)))
 
     delete = sub.add_parser("delete", help="forget a stream's record (stop it first)")
     delete.add_argument("stream_id", type=stream_id_arg)
-    delete.set_defaults(run=lambda a: _run_async(_delete(a)))
+    delete.set_defaults(run=lambda a: run_async(_delete(a)))
 
     replicas = sub.add_parser("replicas", help="keep N copies of every stream's state, history and revocations "
                               "in JetStream (3 once NATS is a cluster)")
     replicas.add_argument("count", type=int, choices=(1, 3, 5))
-    replicas.set_defaults(run=lambda a: _run_async(_replicas(a)))
+    replicas.set_defaults(run=lambda a: run_async(_replicas(a)))
 
 
-def _run_async(coro: object) -> int:
+def run_async(coro: object) -> int:
     """Run one command; a FramecastError is one line and its exit code (2: a bad setting)."""
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
@@ -119,7 +120,8 @@ def _run_async(coro: object) -> int:
         return report("", exc)
 
 
-async def _connect() -> Bus:
+async def connect() -> Bus:
+    """The bus as an operator's command sees it (FRAMECAST_NATS_URL)."""
     settings = load(CommonSettings)
     return await Bus.connect(settings.nats_url, client_id="framecast-cli", connect_timeout=3)
 
@@ -140,7 +142,7 @@ async def _start(args: argparse.Namespace) -> int:
         format=VideoFormat(width=width, height=height, fps=args.fps),
         transport=args.transport,
     )
-    bus = await _connect()
+    bus = await connect()
     try:
         store = await StateStore.open(bus, "framecast-cli")
         async with contextlib.aclosing(store.history(args.stream_id, after=await _last_seq(bus))) as events:
@@ -193,7 +195,7 @@ async def _wait_for(  # type: ignore[no-untyped-def]
 
 
 async def _stop(args: argparse.Namespace) -> int:
-    bus = await _connect()
+    bus = await connect()
     try:
         store = await StateStore.open(bus, "framecast-cli")
         async with contextlib.aclosing(store.history(args.stream_id, after=await _last_seq(bus))) as events:
@@ -211,7 +213,7 @@ async def _stop(args: argparse.Namespace) -> int:
 
 
 async def _list(args: argparse.Namespace) -> int:
-    bus = await _connect()
+    bus = await connect()
     try:
         records = await (await StateStore.open(bus, "framecast-cli")).list()
         if not records:
@@ -219,13 +221,15 @@ async def _list(args: argparse.Namespace) -> int:
         for r in records:
             fmt = f"{r.format.width}x{r.format.height}@{r.format.fps}" if r.format else "-"
             print(f"{r.stream_id:<20} {r.state:<11} {fmt:<14} {r.encoder_kind or '-':<10} {r.reason}")
+            if r.placement:
+                print(f"{'':<20} placed: {r.placement}")
         return 0
     finally:
         await bus.close()
 
 
 async def _watch(args: argparse.Namespace) -> int:
-    bus = await _connect()
+    bus = await connect()
     try:
         store = await StateStore.open(bus, "framecast-cli")
         printer = EventPrinter(_print)
@@ -238,7 +242,7 @@ async def _watch(args: argparse.Namespace) -> int:
 
 
 async def _repair(args: argparse.Namespace) -> int:
-    bus = await _connect()
+    bus = await connect()
     try:
         record = await (await StateStore.open(bus, "framecast-cli")).repair(args.stream_id)
     finally:
@@ -251,7 +255,7 @@ async def _repair(args: argparse.Namespace) -> int:
 
 
 async def _delete(args: argparse.Namespace) -> int:
-    bus = await _connect()
+    bus = await connect()
     try:
         store = await StateStore.open(bus, "framecast-cli")
         try:
@@ -272,7 +276,7 @@ async def _delete(args: argparse.Namespace) -> int:
 
 
 async def _replicas(args: argparse.Namespace) -> int:
-    bus = await _connect()
+    bus = await connect()
     try:
         await StateStore.open(bus, "framecast-cli")  # the streams exist before they are moved
         moved = await set_replicas(bus, args.count)

@@ -45,7 +45,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         p.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
         p.add_argument("--fps", type=int, default=30)
         p.add_argument("--pix-fmt", default="bgr24", choices=["bgr24", "rgb24", "gray", "yuv420p"])
-        p.add_argument("--transport", default="shm", choices=["shm", "nats"])
+        p.add_argument("--transport", default="auto", choices=["auto", "shm", "nats"],
+                       help="auto: shared memory with an encoder on this host, else NATS (default)")
         if SOURCE_INPUTS.get(name):
             p.add_argument("input", help=SOURCE_INPUTS[name])
         if name == "file":

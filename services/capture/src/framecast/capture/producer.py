@@ -1,9 +1,12 @@
-"""One stream's producing side: state, frame transport, encoder claim and failover.
+"""One stream's producing side: state, frame transport, encoder placement, claim and failover.
 
 Used by the SDK (a CV worker's frames) and by the capture service's sources alike. Sending a
 frame is a blocking call of the stream's ``FrameWriter`` in the sender's thread, whatever the
-transport; everything else - announcing, watching the encoder's heartbeat and re-announcing
-when it disappears, following the stream's state - runs as tasks on the producer's event loop.
+transport; everything else - placing the stream on an encoder (``placement``), watching the
+encoders' heartbeats and placing again when its encoder falls silent, following the stream's
+state - runs as tasks on the producer's event loop. When placement moves the stream to an
+encoder on another host, the producer switches from its shared-memory ring to NATS without the
+sender noticing.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 from nats.aio.msg import Msg
 
-from framecast.frames import FrameWriter, open_writer
+from framecast.frames import FrameWriter, host_identity, open_writer
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError, NoResponders, RequestRejected, RequestTimedOut
@@ -25,12 +28,15 @@ from framecast.proto.messages import (
     AnySource,
     ClaimAccepted,
     EncoderHeartbeat,
+    EncoderPing,
+    Reassign,
     SdkSource,
     StopStream,
     StreamAnnounce,
     StreamControl,
     StreamEnd,
     StreamRecord,
+    TransportChoice,
     TransportKind,
     VideoFormat,
 )
@@ -38,12 +44,18 @@ from framecast.proto.states import ACTIVE, TERMINAL, IllegalTransition, StreamSt
 from framecast.proto.store import StateStore
 
 from .metrics import capture_instruments
+from .placement import Fleet, Unplaced, place
 
 log = logging.getLogger("framecast.capture")
 
 #: An encoder whose heartbeat is older than this is presumed gone and the stream re-announced.
 HEARTBEAT_TIMEOUT_S = 1.5
 ANNOUNCE_RETRY_S = 1.0
+FLEET_FIRST_S = 0.6
+"""How long a new producer waits for the encoders to answer its ping (an encoder that predates
+the ping still heartbeats within half a second)."""
+FLEET_SETTLE_S = 0.05
+"""After the first answer, how long the others get: every encoder answers the same ping."""
 STOP_WAIT_S = 5.0
 
 
@@ -66,25 +78,31 @@ class Producer:
         stream_id: str,
         fmt: VideoFormat,
         *,
-        transport: TransportKind = "shm",
+        transport: TransportChoice = "auto",
         source: AnySource | None = None,
         metadata: dict[str, str] | None = None,
         capture_id: str = "",
+        host: str = "",
     ) -> None:
+        """``host`` is where this producer runs as far as shared memory goes (default: this
+        machine, ``framecast.frames.host_identity``)."""
         self.bus = bus
         self.stream_id = stream_id
         self.format = fmt
-        self.transport_kind = transport
+        self.transport_choice = transport
+        self.host = host_identity(host)
+        self.fleet = Fleet()
         self.source = source or SdkSource()
         self.metadata = dict(metadata or {})
         self.capture_id = capture_id or bus.client_id
         self.store: StateStore
         self.encoder_id = ""
         self.stop_requested = asyncio.Event()
+        self._nudge = asyncio.Event()  # wakes the claim loop: a stop, or a hand-over to do now
         self._writer: FrameWriter | None = None
+        self._writers: dict[TransportKind, FrameWriter] = {}
+        self._refused: dict[str, float] = {}  # encoder id -> when it last refused the stream
         self._closed: StreamClosed | None = None
-        self._last_heartbeat = 0.0
-        self._heartbeat_sub: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._subs: list[Any] = []
         self.frames_sent = 0
@@ -98,7 +116,7 @@ class Producer:
         fields = {
             "source": self.source,
             "format": self.format,
-            "transport": self.transport_kind,
+            "transport": None if self.transport_choice == "auto" else self.transport_choice,
             "capture_id": self.capture_id,
             "metadata": self.metadata,
             "encoder_id": "",
@@ -113,13 +131,9 @@ class Producer:
                 )
         else:
             await self.store.update(self.stream_id, **fields)
-        self._writer = open_writer(self.stream_id, self.format, self.transport_kind, self.bus.nc)
-        self._announce_message = StreamAnnounce(
-            stream_id=self.stream_id,
-            format=self.format,
-            transport=self._writer.transport,
-            capture_id=self.capture_id,
-            metadata=self.metadata,
+        self._writer = self._writer_for("nats" if self.transport_choice == "nats" else "shm")
+        self._subs.append(
+            await self.bus.subscribe(subjects.ENCODER_HEARTBEAT_ALL, EncoderHeartbeat, self._on_heartbeat)
         )
         self._subs.append(
             await self.bus.subscribe(subjects.stream_control(self.stream_id), StreamControl, self._on_control)
@@ -136,57 +150,98 @@ class Producer:
         wrong frame, ``FrameTooLargeError`` for one NATS cannot carry."""
         if self._closed is not None:
             raise self._closed
-        assert self._writer is not None, "send() before start()"
-        seq = self._writer.send(frame, timestamp_ns)
+        writer = self._writer
+        assert writer is not None, "send() before start()"
+        seq = writer.send(frame, timestamp_ns)
         self.frames_sent += 1
         return seq
 
-    # ----- encoder claim and failover --------------------------------------------------------
+    # ----- placement, claim and failover --------------------------------------------------------
+
+    def _writer_for(self, kind: TransportKind) -> FrameWriter:
+        """The stream's writer on ``kind``, opened the first time placement needs it (on the
+        loop: a NATS writer belongs to the client's loop). Both stay open until the end: a
+        sender may be inside ``send`` of the other one when placement switches."""
+        if kind not in self._writers:
+            self._writers[kind] = open_writer(self.stream_id, self.format, kind, self.bus.nc)
+        return self._writers[kind]
+
+    async def _on_heartbeat(self, heartbeat: EncoderHeartbeat, _msg: Msg) -> None:
+        self.fleet.heard(heartbeat)
 
     async def _keep_claimed(self) -> None:
-        """Announce until an encoder claims the stream; re-announce when its heartbeat stops."""
+        """Place and announce until an encoder claims the stream; place again when its
+        encoder falls silent. A refusal from the chosen encoder is followed at once by the
+        next best one."""
+        await self._learn_fleet()
         while not self.stop_requested.is_set():
             if not self.encoder_id:
-                await self._announce()
-            elif time.monotonic() - self._last_heartbeat > HEARTBEAT_TIMEOUT_S:
+                if await self._announce():
+                    continue
+            elif self.fleet.silent_for(self.encoder_id) > HEARTBEAT_TIMEOUT_S:
                 log.warning(
-                    "encoder %s stopped sending heartbeats; re-announcing %s",
+                    "encoder %s stopped sending heartbeats; placing %s again",
                     self.encoder_id, self.stream_id, extra={"stream_id": self.stream_id},
                 )
-                await self._drop_encoder()
+                self._refused[self.encoder_id] = time.monotonic()
+                self.encoder_id = ""
                 continue
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop_requested.wait(), HEARTBEAT_TIMEOUT_S / 3 if self.encoder_id else ANNOUNCE_RETRY_S)
+                await asyncio.wait_for(self._nudge.wait(), HEARTBEAT_TIMEOUT_S / 5 if self.encoder_id else ANNOUNCE_RETRY_S)
+            self._nudge.clear()
 
-    async def _announce(self) -> None:
+    async def _learn_fleet(self) -> None:
+        """Ask every encoder for a heartbeat now, so the first placement sees the whole fleet
+        rather than whichever encoder happened to beat first."""
         try:
-            claim = await self.bus.request(
-                subjects.ENCODER_CLAIM, self._announce_message, ClaimAccepted, service="encoder", timeout=5
-            )
-        except NoResponders:
-            await self._waiting("no encoder is running; waiting for one")
+            await self.bus.publish(subjects.ENCODER_PING, EncoderPing(asked_by=self.capture_id))
+        except BusError:
             return
-        except (RequestTimedOut, RequestRejected) as exc:
+        if await self.fleet.wait_heard(FLEET_FIRST_S):
+            await asyncio.sleep(FLEET_SETTLE_S)
+
+    async def _announce(self) -> bool:
+        """One placement and claim; True when the chosen encoder refused and the next may be
+        asked at once."""
+        now = time.monotonic()
+        self._refused = {eid: at for eid, at in self._refused.items() if now - at < self.fleet.fresh_s}
+        alive = self.fleet.alive()
+        placement = place(alive, host=self.host, choice=self.transport_choice, stream_id=self.stream_id,
+                          exclude=self._refused)
+        if isinstance(placement, Unplaced):
+            if alive:
+                await self._waiting(placement.reason)
+                return False
+            # no heartbeat heard yet (the stream has just started): any encoder of the queue group
+            subject, chosen = subjects.ENCODER_CLAIM, ""
+            kind: TransportKind = "nats" if self.transport_choice == "nats" else "shm"
+            why = "the first encoder to answer (none had been heard from yet)"
+        else:
+            subject, chosen, kind, why = (subjects.encoder_claim(placement.encoder_id), placement.encoder_id,
+                                          placement.transport, placement.reason)
+        writer = self._writer_for(kind)
+        announce = StreamAnnounce(stream_id=self.stream_id, format=self.format, transport=writer.transport,
+                                  capture_id=self.capture_id, metadata=self.metadata, placement=why)
+        try:
+            claim = await self.bus.request(subject, announce, ClaimAccepted, service="encoder", timeout=5)
+        except (NoResponders, RequestRejected) as exc:
+            if chosen:  # gone or full since its heartbeat: the next best one, now
+                self._refused[chosen] = time.monotonic()
+                log.info("encoder %s did not take %s (%s); placing it again", chosen, self.stream_id, exc,
+                         extra={"stream_id": self.stream_id})
+                return True
+            await self._waiting("no encoder is running; waiting for one" if isinstance(exc, NoResponders)
+                                else f"no encoder took the stream yet: {exc}")
+            return False
+        except RequestTimedOut as exc:
             await self._waiting(f"no encoder took the stream yet: {exc}")
-            return
+            return False
+        self._writer = writer
         self.encoder_id = claim.encoder_id
-        self._last_heartbeat = time.monotonic()
-
-        async def on_heartbeat(_message: EncoderHeartbeat, _msg: Msg) -> None:
-            self._last_heartbeat = time.monotonic()
-
-        self._heartbeat_sub = await self.bus.subscribe(
-            subjects.encoder_heartbeat(claim.encoder_id), EncoderHeartbeat, on_heartbeat
-        )
-        log.info("encoder %s claimed %s (%s)", claim.encoder_id, self.stream_id, claim.encoder_kind,
+        self.fleet.claimed_by(claim.encoder_id)
+        log.info("encoder %s claimed %s (%s): %s", claim.encoder_id, self.stream_id, claim.encoder_kind, why,
                  extra={"stream_id": self.stream_id})
-
-    async def _drop_encoder(self) -> None:
-        self.encoder_id = ""
-        if self._heartbeat_sub is not None:
-            with contextlib.suppress(Exception):
-                await self._heartbeat_sub.unsubscribe()
-            self._heartbeat_sub = None
+        return False
 
     async def _waiting(self, reason: str) -> None:
         """Say why a stream no encoder has taken yet is waiting. Only then: a stream an encoder
@@ -205,6 +260,7 @@ class Producer:
             if record.state in TERMINAL or record.state is StreamState.STOPPING:
                 self._closed = StreamClosed(self.stream_id, record.state, record.reason)
                 self.stop_requested.set()
+                self._nudge.set()
             if record.state in TERMINAL:
                 return
 
@@ -213,6 +269,13 @@ class Producer:
             log.info("stop requested for %s: %s", self.stream_id, message.reason, extra={"stream_id": self.stream_id})
             self._closed = StreamClosed(self.stream_id, StreamState.STOPPING, message.reason)
             self.stop_requested.set()
+            self._nudge.set()
+        elif isinstance(message, Reassign) and message.from_encoder == self.encoder_id:
+            log.info("encoder %s hands %s over (%s); placing it again", message.from_encoder, self.stream_id,
+                     message.reason, extra={"stream_id": self.stream_id})
+            self._refused[message.from_encoder] = time.monotonic()
+            self.encoder_id = ""
+            self._nudge.set()
 
     async def set_metadata(self, labels: dict[str, str]) -> None:
         """Replace the stream's labels (shown by the gateway, carried by later events)."""
@@ -249,9 +312,9 @@ class Producer:
             for sub in self._subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            await self._drop_encoder()
-            if self._writer is not None:
-                self._writer.close()
+            self.encoder_id = ""
+            for writer in self._writers.values():
+                writer.close()
 
     async def _finish(self, reason: str, failed: bool) -> None:
         record = await self.store.get(self.stream_id)
@@ -265,8 +328,8 @@ class Producer:
         else:
             with contextlib.suppress(IllegalTransition):
                 await self.store.transition(self.stream_id, StreamState.STOPPING, reason=reason)
-        if self._writer is not None:
-            self._writer.close()  # a ring's reader sees the closed flag at once and keeps its mapping
+        for writer in self._writers.values():
+            writer.close()  # a ring's reader sees the closed flag at once and keeps its mapping
         await self.bus.publish(
             subjects.stream_control(self.stream_id), StreamEnd(stream_id=self.stream_id, reason=reason)
         )

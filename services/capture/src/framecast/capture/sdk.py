@@ -26,7 +26,7 @@ import numpy as np
 
 from framecast.proto.bus import Bus
 from framecast.proto.ids import check_stream_id
-from framecast.proto.messages import PixFmt, TransportKind, VideoFormat
+from framecast.proto.messages import PixFmt, TransportChoice, VideoFormat
 
 from .producer import Producer
 
@@ -35,7 +35,7 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 
 class _Options:
-    def __init__(self, stream_id: str, fmt: VideoFormat, transport: TransportKind,
+    def __init__(self, stream_id: str, fmt: VideoFormat, transport: TransportChoice,
                  nats_url: str, metadata: dict[str, str], connect_timeout: float) -> None:
         self.stream_id = stream_id
         self.format = fmt
@@ -173,14 +173,17 @@ def open(  # noqa: A001 - the natural name for the SDK's entry point
     height: int,
     fps: int = 30,
     pix_fmt: PixFmt = "bgr24",
-    transport: TransportKind = "shm",
+    transport: TransportChoice = "auto",
     nats_url: str | None = None,
     metadata: dict[str, str] | None = None,
     connect_timeout: float = 10.0,
 ) -> _Opener:
     """Open stream ``stream_id`` for frames of ``width`` x ``height`` at ``fps``.
 
-    ``transport="shm"`` (same host as the encoder) or ``"nats"`` (cross host, small frames).
+    ``transport="auto"`` places the stream on an encoder of this host when one has room (frames
+    through shared memory), else on one elsewhere (frames over NATS); ``"shm"`` or ``"nats"``
+    allow only that one. ``FRAMECAST_HOST_ID`` names this host if its default cannot tell
+    (framecast.frames.host_identity).
     ``nats_url`` defaults to FRAMECAST_NATS_URL, then nats://127.0.0.1:4222.
     """
     check_stream_id(stream_id)  # InvalidStreamId, a ValueError

@@ -52,7 +52,7 @@ class CaptureService:
             return Rejected(code="bad_request", message=str(exc))
         producer = Producer(
             self.bus, stream_id, request.format, transport=request.transport, source=request.source,
-            metadata=request.metadata, capture_id=self.runtime.instance,
+            metadata=request.metadata, capture_id=self.runtime.instance, host=self.runtime.settings.host_id,
         )
         try:
             await producer.start()

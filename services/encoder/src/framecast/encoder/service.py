@@ -1,9 +1,10 @@
-"""The encoder service: claims announced streams from a queue group and publishes each one.
+"""The encoder service: claims announced streams and publishes each one.
 
-Instances share the ``encoders`` queue group, so each announce reaches one of them; an
-instance at capacity refuses and the producer asks again. Every instance heartbeats about
-twice a second; a producer whose encoder falls silent re-announces, and another instance
-takes the stream over within about two seconds.
+Producers place each stream on an encoder from the heartbeats every instance sends about twice
+a second (its host, free slots, hardware sessions left, whether it is draining), and ask that
+one directly; before a producer has heard any heartbeat it asks the ``encoders`` queue group,
+where one member answers. An instance at capacity refuses and the producer places the stream
+again. A producer whose encoder falls silent places the stream on another one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
 from framecast.proto.messages import (
     ClaimAccepted,
+    DrainEncoder,
+    Draining,
     EncoderHeartbeat,
+    EncoderPing,
+    Reassign,
     Rejected,
     StreamAnnounce,
     StreamControl,
@@ -32,7 +37,8 @@ from framecast.proto.messages import (
     TokenIssued,
     TokenRequest,
 )
-from framecast.proto.states import ACTIVE
+from framecast.proto.states import ACTIVE, TERMINAL
+from framecast.proto.states import StreamState as S
 from framecast.proto.store import StateStore
 from framecast.runtime.ffmpeg import find_ffmpeg
 from framecast.runtime.lease import TokenLease
@@ -46,6 +52,10 @@ from .worker import StreamWorker, WorkerError
 
 log = logging.getLogger("framecast.encoder")
 
+HAND_OVER_TIMEOUT_S = 30.0
+"""How long a draining encoder waits for another to claim each stream before keeping it."""
+OVERLAP_TIMEOUT_S = 10.0
+"""How long it stays on air after the claim, waiting for the new encoder to publish."""
 TOKEN_REUSE_MARGIN_S = 30.0
 """A publish token with less validity left than this is not used again."""
 HARDWARE = ("h264_nvenc", "h264_qsv", "h264_vaapi", "h264_videotoolbox")
@@ -61,6 +71,8 @@ class EncoderService:
         self.store = store
         self.ffmpeg = ffmpeg
         self.encoder_kind = encoder_kind
+        self.host = frames.host_identity(self.settings.host_id)
+        self.draining = False
         self.workers: dict[str, StreamWorker] = {}
         self._claiming: set[str] = set()
         self._counted: dict[str, tuple[int, int]] = {}
@@ -83,6 +95,8 @@ class EncoderService:
             return ClaimAccepted(encoder_id=self.instance, encoder_kind=existing.encoder_kind)
         if stream_id in self._claiming:
             return Rejected(code="conflict", message=f"encoder {self.instance} is already taking {stream_id}")
+        if self.draining:
+            return Rejected(code="unavailable", message=f"encoder {self.instance} is draining")
         if len(self.workers) >= self.settings.max_streams:
             return Rejected(code="unavailable", message=f"encoder {self.instance} is at capacity "
                             f"({self.settings.max_streams} streams)")
@@ -130,6 +144,47 @@ class EncoderService:
         if isinstance(message, StreamEnd) and (worker := self.workers.get(message.stream_id)):
             await worker.end(message.reason or "producer finished")
 
+    # ----- drain -------------------------------------------------------------------------------
+
+    async def on_drain(self, request: DrainEncoder, _msg: Msg) -> Draining:
+        """Take no new stream, and hand each one over: its producer places it elsewhere."""
+        if not self.draining:
+            self.draining = True
+            log.info("draining: %d stream(s) to hand over, no new ones (%s)", len(self.workers), request.reason)
+            await self.beat()
+            for worker in list(self.workers.values()):
+                self.runtime.spawn(self._hand_over(worker, request.reason), f"hand-over-{worker.stream_id}")
+        return Draining(encoder_id=self.instance, streams=sorted(self.workers))
+
+    async def _hand_over(self, worker: StreamWorker, reason: str) -> None:
+        """Ask the producer to place the stream elsewhere. Once another encoder has claimed it,
+        this one records nothing more and restarts nothing, but stays on air while the other
+        starts: MediaMTX lets the new publisher replace the old (``overridePublisher``), so
+        viewers see the shortest gap. If the other's first attempt fails instead (a server that
+        refuses a second publisher), this one gets out of its way at once."""
+        stream_id = worker.stream_id
+        try:
+            await self.bus.publish(subjects.stream_control(stream_id),
+                                   Reassign(stream_id=stream_id, from_encoder=self.instance, reason=reason))
+            async with asyncio.timeout(HAND_OVER_TIMEOUT_S):
+                async for _, record in self.store.watch(stream_id):
+                    if record is None or record.state in TERMINAL or record.encoder_id not in ("", self.instance):
+                        break
+        except (BusError, TimeoutError) as exc:
+            log.warning("%s: not handed over (%s); this encoder keeps it", stream_id, exc or "no encoder took it",
+                        extra={"stream_id": stream_id})
+            return
+        worker.hand_over()
+        with contextlib.suppress(BusError, TimeoutError):
+            async with asyncio.timeout(OVERLAP_TIMEOUT_S):
+                async for _, record in self.store.watch(stream_id):
+                    if record is None or record.state is not S.STARTING:
+                        break
+        if self.workers.get(stream_id) is worker:
+            await worker.shutdown()
+            self.release(worker)
+            log.info("%s handed over", stream_id, extra={"stream_id": stream_id})
+
     # ----- publish credentials ---------------------------------------------------------------
 
     def publish_url_factory(self, stream_id: str) -> Callable[[], Awaitable[str]]:
@@ -167,14 +222,19 @@ class EncoderService:
 
     async def heartbeat(self) -> None:
         while True:
-            with contextlib.suppress(BusError):
-                await self.bus.publish(
-                    subjects.encoder_heartbeat(self.instance),
-                    EncoderHeartbeat(encoder_id=self.instance, streams=sorted(self.workers),
-                                     capacity=self.settings.max_streams, active=len(self.workers),
-                                     hw_sessions_left=self.hw_sessions_left, at=time.time()),
-                )
+            await self.beat()
             await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def beat(self, _ping: EncoderPing | None = None, _msg: Msg | None = None) -> None:
+        """One heartbeat: liveness, host and room; also the answer to a producer's ping."""
+        with contextlib.suppress(BusError):
+            await self.bus.publish(
+                subjects.encoder_heartbeat(self.instance),
+                EncoderHeartbeat(encoder_id=self.instance, streams=sorted(self.workers),
+                                 capacity=self.settings.max_streams, active=len(self.workers),
+                                 hw_sessions_left=self.hw_sessions_left, at=time.time(),
+                                 host=self.host, draining=self.draining),
+            )
 
     async def report_stats(self) -> None:
         while True:
@@ -218,6 +278,9 @@ async def lifespan(runtime: Runtime[EncoderSettings]) -> AsyncIterator[EncoderSe
         store = await StateStore.open(bus, runtime.instance)
         service = EncoderService(runtime, bus, store, ffmpeg, encoder_kind or SOFTWARE_ENCODER)
         await bus.subscribe(subjects.ENCODER_CLAIM, StreamAnnounce, service.on_announce, queue=subjects.ENCODER_QUEUE)
+        await bus.subscribe(subjects.encoder_claim(runtime.instance), StreamAnnounce, service.on_announce)
+        await bus.subscribe(subjects.ENCODER_PING, EncoderPing, service.beat)
+        await bus.subscribe(subjects.encoder_drain(runtime.instance), DrainEncoder, service.on_drain)
         await bus.subscribe(subjects.stream_control("*"), StreamControl, service.on_control)
         runtime.spawn(service.heartbeat(), "heartbeat")
         runtime.spawn(service.report_stats(), "stats")

@@ -160,6 +160,7 @@ class Supervisor:
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._restart_times: collections.deque[float] = collections.deque()
         self._stop = asyncio.Event()
+        self._retired = False
         self._task: asyncio.Task[None] | None = None
         self._run: _Run | None = None
         self._progress = Progress()
@@ -211,6 +212,11 @@ class Supervisor:
             raise RuntimeError("supervisor already started")
         self._task = asyncio.create_task(self._supervise(), name=f"ffmpeg-supervisor:{self._name}")
 
+    def retire(self) -> None:
+        """Let the running FFmpeg go on publishing, but start no other: another encoder is
+        taking the stream over, and this one stays on air until that one publishes."""
+        self._retired = True
+
     async def stop(self) -> None:
         """Close stdin, wait, SIGTERM the group, wait, SIGKILL it. Safe to call twice."""
         self._stop.set()
@@ -230,7 +236,7 @@ class Supervisor:
         while not self._stop.is_set():
             self._attempt += 1
             run_reason, run = await self._run_once(reason or "first start")
-            if self._stop.is_set():
+            if self._stop.is_set() or self._retired:
                 break
             reason = run_reason
             now = time.monotonic()

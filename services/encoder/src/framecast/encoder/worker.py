@@ -79,6 +79,7 @@ class StreamWorker:
         await self.service.store.transition(
             self.stream_id, S.STARTING, reason=reason, only_from=ACTIVE,
             encoder_id=self.service.instance, encoder_kind=self.service.encoder_kind,
+            transport=frames.kind(self.announce.transport), placement=self.announce.placement,
         )
         assert self.reader is not None, "open_reader() before start()"
         self.pump = Pump(
@@ -239,6 +240,13 @@ class StreamWorker:
             await self._move(S.STOPPED, record.reason if record and record.state is S.STOPPING else reason,
                              only_from=ACTIVE | {S.STOPPING})
         self.service.release(self)
+
+    def hand_over(self) -> None:
+        """Another encoder has claimed the stream: record nothing more, restart nothing, but
+        leave the running FFmpeg on air until ``shutdown`` (when the other one publishes)."""
+        self._ending = True
+        if self.supervisor is not None:
+            self.supervisor.retire()
 
     async def shutdown(self) -> None:
         """Stop FFmpeg (close stdin, then terminate, then kill) and the pump; close the reader."""

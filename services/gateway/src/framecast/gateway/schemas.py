@@ -20,7 +20,7 @@ from framecast.proto.messages import (
     StreamId,
     StreamRecord,
     TestPatternSource,
-    TransportKind,
+    TransportChoice,
     UrlSource,
     VideoFormat,
 )
@@ -60,6 +60,10 @@ class StreamView(msgspec.Struct, kw_only=True):
     format: VideoFormat | None
     encoder_id: str
     encoder_kind: str
+    transport: str
+    """How its frames reach the encoder: ``shm`` (same host) or ``nats``; empty until placed."""
+    placement: str
+    """Why the stream runs on its encoder: host, transport, the encoder's free room."""
     stats: StatsView | None
     readers: int
     codec: str
@@ -77,7 +81,7 @@ class StartRequest(msgspec.Struct, kw_only=True):
     width: Dimension
     height: Dimension
     fps: Fps = 30
-    transport: TransportKind = "shm"
+    transport: TransportChoice = "auto"
 
 
 class Playback(msgspec.Struct, kw_only=True):
@@ -113,6 +117,8 @@ def stream_view(record: StreamRecord, view: StateView) -> StreamView:
         format=record.format,
         encoder_id=record.encoder_id,
         encoder_kind=record.encoder_kind,
+        transport=record.transport or "",
+        placement=record.placement,
         stats=None if stats is None else StatsView(
             encoder_id=stats.encoder_id, fps_in=stats.fps_in, fps_out=stats.fps_out, dropped=stats.dropped,
             repeated=stats.repeated, restarts=stats.restarts, frames_in=stats.frames_in,
