@@ -2,7 +2,9 @@
 
 The shipped files are used as they are, except for what a test machine must change: the
 addresses and ports (free loopback ports instead of 4222/6222/8222 and the pods' names), the
-JetStream directory, and the passwords, which the shipped files read from the environment.
+JetStream directory, and the passwords, which the shipped files read from the environment. Per-worker
+SDK users are added as docs/deploy.md says: the file `framecast nats sdk-user` prints, included by
+users.conf and named in its users list.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from framecast.proto import nats_users
 from tests.support.rtsp import free_ports
 
 DEPLOY_NATS = Path(__file__).resolve().parents[2] / "deploy" / "nats"
@@ -34,7 +37,30 @@ def nats_server_bin() -> str | None:
 
 def password_env(passwords: dict[str, str]) -> dict[str, str]:
     """The variables the shipped users.conf reads its passwords from."""
-    return {f"FRAMECAST_NATS_{user.upper()}_PASSWORD": password for user, password in passwords.items()}
+    return {nats_users.password_variable(user): password for user, password in passwords.items()}
+
+
+def _once(text: str, old: str, new: str) -> str:
+    if text.count(old) != 1:
+        raise AssertionError(f"users.conf no longer has {old.strip()!r} once, where docs/deploy.md adds users")
+    return text.replace(old, new)
+
+
+def with_sdk_users(users_conf: str, names: Sequence[str]) -> str:
+    """``users_conf`` including each worker's generated ``sdk-<name>.conf`` above ``authorization``
+    and naming its variable in the users list: the two lines docs/deploy.md asks for."""
+    for name in names:
+        users_conf = _once(users_conf, "\nauthorization {\n", f"\ninclude ./sdk-{name}.conf\n\nauthorization {{\n")
+        users_conf = _once(users_conf, "\n  users = [\n", f"\n  users = [\n    ${nats_users.user_variable(name)}\n")
+    return users_conf
+
+
+def write_users(directory: Path, workers: Mapping[str, Sequence[str]]) -> None:
+    """users.conf into ``directory``, with a generated user per worker (name: its stream ids)
+    written verbatim beside it."""
+    for name, stream_ids in workers.items():
+        (directory / f"sdk-{name}.conf").write_text(nats_users.sdk_user(name, stream_ids))
+    (directory / "users.conf").write_text(with_sdk_users((DEPLOY_NATS / "users.conf").read_text(), list(workers)))
 
 
 @dataclass
@@ -59,10 +85,11 @@ def node_config(shipped: str, node: Node, nodes: list[Node], store_dir: Path) ->
 
 
 class Cluster:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, workers: Mapping[str, Sequence[str]]) -> None:
         self.directory = directory
+        self.workers = workers
         # As docs/deploy.md asks: a letter first (NATS reads "1e5..." from a variable as a number).
-        self.passwords = {user: "p" + secrets.token_hex(16) for user in USERS}
+        self.passwords = {user: "p" + secrets.token_hex(16) for user in (*USERS, *workers)}
         ports = free_ports(9)
         self.nodes = [Node(f"nats-{i}", *ports[i * 3:i * 3 + 3]) for i in range(3)]
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -72,7 +99,7 @@ class Cluster:
         return f"nats://{user}:{secret}@127.0.0.1:{self.nodes[node].client_port}"
 
     def write(self) -> list[Path]:
-        shutil.copy(DEPLOY_NATS / "users.conf", self.directory / "users.conf")
+        write_users(self.directory, self.workers)
         shipped = (DEPLOY_NATS / "nats-cluster.conf").read_text()
         paths = []
         for node in self.nodes:
@@ -121,10 +148,12 @@ def _ok(url: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(directory: Path, binary: str) -> AsyncIterator[Cluster]:
+async def running_cluster(directory: Path, binary: str,
+                          workers: Mapping[str, Sequence[str]] | None = None) -> AsyncIterator[Cluster]:
+    """The cluster, with a generated SDK user for each of ``workers`` (name: its stream ids)."""
     # Free ports are only free until someone takes them: one more try with fresh ones.
     for attempt in (1, 2):
-        cluster = Cluster(directory / f"try{attempt}")
+        cluster = Cluster(directory / f"try{attempt}", workers or {})
         cluster.directory.mkdir()
         try:
             cluster.start(binary)

@@ -28,7 +28,7 @@ from nats.js import JetStreamContext
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import codec
+from . import codec, subjects
 from .errors import (
     BadNatsUrl,
     BusError,
@@ -95,7 +95,8 @@ def credentials(url: str) -> dict[str, str]:
     if not parts.username:
         return {}
     user = urllib.parse.unquote(parts.username)
-    return {"user": user, "password": urllib.parse.unquote(parts.password or ""), "inbox_prefix": f"_INBOX.{user}"}
+    return {"user": user, "password": urllib.parse.unquote(parts.password or ""),
+            "inbox_prefix": subjects.inbox_prefix(user)}
 
 
 async def settle(nc: Client) -> None:

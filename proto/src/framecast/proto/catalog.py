@@ -78,7 +78,7 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("streamEvents", subjects.events(STREAM), (StreamTransition,),
             f"Every accepted lifecycle transition; kept in JetStream stream {subjects.EVENTS_STREAM}.",
             "capture, encoder, gateway", "gateway, framecast stream"),
-    Channel("streamState", f"$KV.{subjects.STATE_BUCKET}.{STREAM}", (StreamRecord,),
+    Channel("streamState", subjects.state_key(STREAM), (StreamRecord,),
             f"Current state of each stream: JetStream key-value bucket {subjects.STATE_BUCKET}.",
             "capture, encoder, gateway", "gateway, framecast stream"),
     Channel("authTokenIssue", subjects.AUTH_TOKEN_ISSUE, (TokenRequest,),

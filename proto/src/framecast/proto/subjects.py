@@ -78,6 +78,17 @@ def encoder_heartbeat(encoder_id: str) -> str:
     return f"{PREFIX}.encoder.heartbeat.{encoder_id}"
 
 
+def state_key(stream_id: str) -> str:
+    """The subject of one stream's entry in the state bucket (``STATE_BUCKET``, key = stream id)."""
+    return f"$KV.{STATE_BUCKET}.{stream_id}"
+
+
+def inbox_prefix(user: str) -> str:
+    """The reply inboxes of NATS user ``user``: named after the user, so that NATS permissions
+    can let each user read its own replies only (deploy/nats/users.conf)."""
+    return f"_INBOX.{user}"
+
+
 def stream_id_of(subject: str) -> str:
     """The stream id token of a per-stream subject (``framecast.<kind>.stream.<id>...``)."""
     tokens = subject.split(".")
