@@ -48,8 +48,8 @@ async def test_an_encoder_at_capacity_refuses_and_another_takes_the_stream(
 
             async with framecast.capture.open(second, width=160, height=120, nats_url=nats_server.url):
                 # the only encoder is full: the stream waits for one, saying why
-                waiting = await wait_for_state(store, second, S.REQUESTED, where=lambda r: "capacity" in r.reason)
-                assert f"encoder {stream_id}-enc-a is at capacity (1 streams)" in waiting.reason
+                waiting = await wait_for_state(store, second, S.REQUESTED, where=lambda r: "busy" in r.reason)
+                assert waiting.reason == "every encoder known is busy (1 full); waiting for room"
                 async with running("encoder", EncoderSettings(**one_stream), encoder_lifespan,
                                    instance=f"{stream_id}-enc-b"):
                     taken = await wait_for_state(store, second, *CLAIMED,

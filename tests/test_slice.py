@@ -61,7 +61,10 @@ async def test_start_request_reaches_publishing_and_frames_arrive(
             # requested (capture), starting and publishing (encoder), all in the operator's trace
             await eventually(lambda: len(traced(f"publish {subjects.events(stream_id)}")) >= 3,
                              "three transitions recorded in the request's trace")
-            consumers = {s.attributes["messaging.client.id"] for s in traced(f"process {subjects.ENCODER_CLAIM}")}
+            # the claim goes to the encoder placement chose (the queue group before any heartbeat)
+            claims = [*traced(f"process {subjects.encoder_claim('encoder-1')}"),
+                      *traced(f"process {subjects.ENCODER_CLAIM}")]
+            consumers = {s.attributes["messaging.client.id"] for s in claims}
             consumers |= {s.attributes["messaging.client.id"] for s in traced(f"process {subjects.STREAM_START}")}
             consumers |= {s.attributes["messaging.client.id"] for s in traced(f"process {subjects.AUTH_TOKEN_ISSUE}")}
             assert consumers == {"capture-1", "encoder-1", "auth-1"}

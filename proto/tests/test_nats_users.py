@@ -52,6 +52,7 @@ def test_the_command_prints_a_user_allowed_only_its_streams(capsys: pytest.Captu
     wildcards = {s for s in (*publish, *subscribe) if "*" in s or ">" in s}
     assert wildcards == {
         subjects.encoder_heartbeat("*"),
+        subjects.encoder_claim("*"),
         "_INBOX.worker-a.>",
         "$JS.API.CONSUMER.INFO.KV_framecast_streams.>",
         "$JS.FC.KV_framecast_streams.>",

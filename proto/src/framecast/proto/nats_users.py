@@ -52,7 +52,9 @@ def sdk_permissions(user: str = "sdk", stream_ids: Sequence[str] | None = None) 
     """
     keys = [ANY] if stream_ids is None else list(dict.fromkeys(stream_ids))
     publish = [
-        subjects.ENCODER_CLAIM,  # announce: a request that one encoder answers
+        subjects.ENCODER_CLAIM,  # announce: a request that one encoder of the queue group answers
+        subjects.encoder_claim(ANY),  # ... or the one encoder placement chose
+        subjects.ENCODER_PING,  # a new producer asks every encoder for a heartbeat
         *[subject for key in keys for subject in (subjects.stream_control(key), subjects.frames(key))],
         "$JS.API.INFO",  # lookups every framecast user may make: account limits, stream names
         "$JS.API.STREAM.NAMES",
