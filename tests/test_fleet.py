@@ -9,6 +9,7 @@ using the SDK with its default ``transport="auto"`` - the same producer code wha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from nats.aio.msg import Msg
 
+from framecast.capture.producer import HEARTBEAT_TIMEOUT_S
 from framecast.devstack.nats import NatsServer
 from framecast.encoder.service import lifespan as encoder_lifespan
 from framecast.encoder.settings import EncoderSettings
@@ -180,3 +182,38 @@ async def test_draining_an_encoder_moves_its_stream_and_the_viewer_misses_little
                 if event.encoder_id == second and event.state is S.PUBLISHING:
                     break
             assert f"taken over from encoder {first}" in reasons
+
+
+async def test_an_encoder_stopping_hands_its_stream_over_without_waiting_for_the_heartbeat_timeout(
+    nats_server: NatsServer, bus: Bus, stream_id: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rolling upgrade stops encoders one by one: each one's streams move at once, not after
+    the producer has missed its heartbeats."""
+    monkeypatch.setenv("FRAMECAST_HOST_ID", "camera-host")
+    store = await StateStore.open(bus, "test")
+    first, second = f"a-{stream_id}", f"b-{stream_id}"
+    async with contextlib.AsyncExitStack() as stack:
+        rx = await stack.enter_async_context(RtspReceiver(width=W, height=H, path=stream_id))
+        await stack.enter_async_context(running(
+            "encoder", encoder_settings(nats_server, rx, "camera-host", max_streams=2), encoder_lifespan,
+            instance=second))
+        stopped = contextlib.AsyncExitStack()  # ``first``, with the most room: placement's choice
+        await stopped.enter_async_context(running(
+            "encoder", encoder_settings(nats_server, rx, "camera-host", max_streams=8), encoder_lifespan,
+            instance=first))
+        try:
+            await heard_from(bus, second)
+            await stack.enter_async_context(cv_worker(nats_server.url, stream_id, width=W, height=H))
+            record = await wait_for_state(store, stream_id, S.PUBLISHING, timeout=30)
+            assert record.encoder_id == first
+        finally:
+            stopping_at = time.monotonic()
+            await stopped.aclose()
+        taken = await wait_for_state(store, stream_id, S.STARTING, S.PUBLISHING, timeout=20,
+                                     where=lambda r: r.encoder_id == second)
+        claimed_in = time.monotonic() - stopping_at
+        await wait_for_state(store, stream_id, S.PUBLISHING, timeout=20, where=lambda r: r.encoder_id == second)
+        live_in = time.monotonic() - stopping_at
+        print(f"encoder stopped -> claimed elsewhere {claimed_in:.2f} s, publishing {live_in:.2f} s")
+        assert taken.reason == f"taken over from encoder {first}" or taken.state is S.PUBLISHING
+        assert claimed_in < HEARTBEAT_TIMEOUT_S, "the producer did not wait for the heartbeat timeout"

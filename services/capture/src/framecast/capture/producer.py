@@ -50,6 +50,8 @@ log = logging.getLogger("framecast.capture")
 
 #: An encoder whose heartbeat is older than this is presumed gone and the stream re-announced.
 HEARTBEAT_TIMEOUT_S = 1.5
+FAILOVER_CHECK_S = 0.1
+"""How often the producer looks at its encoder's last heartbeat (a comparison: cheap)."""
 ANNOUNCE_RETRY_S = 1.0
 FLEET_FIRST_S = 0.6
 """How long a new producer waits for the encoders to answer its ping (an encoder that predates
@@ -187,7 +189,7 @@ class Producer:
                 self.encoder_id = ""
                 continue
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._nudge.wait(), HEARTBEAT_TIMEOUT_S / 5 if self.encoder_id else ANNOUNCE_RETRY_S)
+                await asyncio.wait_for(self._nudge.wait(), FAILOVER_CHECK_S if self.encoder_id else ANNOUNCE_RETRY_S)
             self._nudge.clear()
 
     async def _learn_fleet(self) -> None:

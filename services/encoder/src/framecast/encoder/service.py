@@ -254,8 +254,15 @@ class EncoderService:
                 self._counted[worker.stream_id] = (stats.frames_written, stats.dropped)
 
     async def stop_all(self) -> None:
-        """Service shutdown: stop every FFmpeg; the producers re-announce to another instance."""
+        """Service shutdown: ask every producer to place its stream elsewhere now (instead of
+        after the heartbeat timeout), then stop every FFmpeg."""
+        self.draining = True
         workers, self.workers = list(self.workers.values()), {}
+        for worker in workers:
+            with contextlib.suppress(BusError):
+                await self.bus.publish(subjects.stream_control(worker.stream_id),
+                                       Reassign(stream_id=worker.stream_id, from_encoder=self.instance,
+                                                reason=f"encoder {self.instance} is stopping"))
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
 
 
