@@ -93,14 +93,14 @@ async def measure(n: int, window_s: float, warmup_s: float, nats_url: str, nats_
                     "producer (SDK, N streams)": [producer.pid],
                     "nats-server": [nats_pid] if nats_pid else [],
                 })
-                sent_before = await _mark(producer)
+                sent_before = await mark(producer)
                 received_before = {i: sink.frames[i] for i in ids}
                 began = time.time()
                 meter.start()
                 await asyncio.sleep(window_s)
                 meter.stop()
                 ended = time.time()
-                sent_after = await _mark(producer)
+                sent_after = await mark(producer)
                 received_after = {i: sink.frames[i] for i in ids}
                 tell(producer, "stop")
                 await asyncio.to_thread(procs.stop, producer, 30.0)
@@ -157,7 +157,8 @@ async def measure(n: int, window_s: float, warmup_s: float, nats_url: str, nats_
     }
 
 
-async def _mark(producer: Any) -> dict[str, Any]:
+async def mark(producer: Any) -> dict[str, Any]:
+    """What a ``bench.producer sdk`` process has sent so far: ``{"t": monotonic s, "sent": [per stream]}``."""
     tell(producer, "mark")
     result: dict[str, Any] = await asyncio.to_thread(read_line, producer, 10.0)
     return result

@@ -16,6 +16,10 @@ class Options:
     """Frames measured per row (transport), per size (latency) or per stream (capacity); 0 = default."""
     repeat: int = 0
     """Repetitions of each transport row (the median is reported); 0 = default."""
+    minutes: float = 0.0
+    """How long the soak group keeps its streams running; 0 = default."""
+    cycles: int = 0
+    """Start/stop cycles of the soak group's churn part; 0 = default."""
     results_dir: Path | None = None
     """Where <group>.json goes; None = do not write."""
     verbose: bool = True

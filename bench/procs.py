@@ -1,4 +1,4 @@
-"""The processes a benchmark starts, the CPU time each one spends, and their clean-up.
+"""The processes a benchmark starts, the CPU time and memory each one uses, and their clean-up.
 
 CPU time is read per process from ``/proc/<pid>/stat`` (user + system time of all its threads,
 what ``getrusage``/``wait4`` would report at exit) at the start and at the end of a measuring
@@ -16,8 +16,9 @@ import os
 import resource
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from framecast.runtime.procs import die_with_parent, stop_process_sync
 
@@ -92,12 +93,58 @@ def spawn(command: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
-    """Close its stdin, wait ``grace`` s, then SIGTERM, then SIGKILL its group; its exit code."""
+def stop(proc: subprocess.Popen[bytes], grace: float = 5.0, term_grace: float = 2.0) -> int | None:
+    """Close its stdin, wait ``grace`` s, then SIGTERM, wait ``term_grace`` s, then SIGKILL its
+    group; its exit code."""
     try:
-        return stop_process_sync(proc, close_stdin=True, grace_s=grace, term_grace_s=2.0)
+        return stop_process_sync(proc, close_stdin=True, grace_s=grace, term_grace_s=term_grace)
     finally:
         _children.discard(proc)
+
+
+async def start_service(service: str, env: Mapping[str, str], ready_url: str, *, timeout: float = 30.0,
+                        **kwargs: object) -> subprocess.Popen[bytes]:
+    """``python -m framecast.<service>`` as a child (:func:`spawn`), returned once ``ready_url``
+    answers 200; stopped again if it does not within ``timeout`` s."""
+    import httpx
+
+    from tests.support.services import eventually
+
+    proc = spawn([sys.executable, "-m", f"framecast.{service}"], env=dict(env), **kwargs)
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+
+            async def ready() -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the {service} service exited with {proc.returncode}")
+                try:
+                    return (await http.get(ready_url)).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(ready, f"the {service} service answers {ready_url}", timeout)
+    except BaseException:
+        stop(proc, 0.0)
+        raise
+    return proc
+
+
+def resources(pid: int) -> dict[str, float]:
+    """Resident memory (MiB), open file descriptors and threads of process ``pid``, from /proc;
+    NaN for what cannot be read (the process is gone)."""
+    found = {"rss_mib": float("nan"), "fds": float("nan"), "threads": float("nan")}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key == "VmRSS":
+                    found["rss_mib"] = int(value.split()[0]) / 1024
+                elif key == "Threads":
+                    found["threads"] = int(value)
+        found["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
 
 
 def kill_all() -> None:

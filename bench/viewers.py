@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from . import procs, report
 from .options import Options
 
@@ -53,19 +51,8 @@ SETTLE_S = 2.0  # after the last join: playlists and jitter buffers reach their 
 async def _start_auth(nats_url: str, auth_addr: str, key_dir: str) -> Any:
     env = dict(os.environ, FRAMECAST_NATS_URL=nats_url, FRAMECAST_AUTH_ADDR=auth_addr,
                FRAMECAST_AUTH_KEY_DIR=key_dir, FRAMECAST_LOG_LEVEL="warning")
-    proc = procs.spawn([sys.executable, "-m", "framecast.auth"], env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    async with httpx.AsyncClient(timeout=2) as http:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise RuntimeError(f"the auth service exited with {proc.returncode}")
-            try:
-                if (await http.get(f"http://{auth_addr}/.well-known/jwks.json")).status_code == 200:
-                    return proc
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)  # polling a port: nothing to wait on
-    raise TimeoutError("the auth service did not answer in 30 s")
+    return await procs.start_service("auth", env, f"http://{auth_addr}/.well-known/jwks.json",
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def _viewers(kind: str, url: str, tokens: list[str]) -> tuple[list[subprocess.Popen[bytes]], dict[str, Any]]:

@@ -73,7 +73,8 @@ async def eventually(predicate: Callable[[], bool | Awaitable[bool]], what: str,
 async def cv_worker(nats_url: str, stream_id: str, *, width: int = 320, height: int = 240,
                     fps: int = 30) -> AsyncIterator[None]:
     """A CV worker for the length of the block: the SDK sending the stamped test pattern at
-    ``fps`` (what ``framecast.capture.open`` is for)."""
+    ``fps`` (what ``framecast.capture.open`` is for). Stopped from outside (``framecast stream
+    stop``), it stops sending, as a worker should, and closes the stream when the block ends."""
     import framecast.capture
     from framecast.frames.pattern import TestPattern
 
@@ -82,10 +83,11 @@ async def cv_worker(nats_url: str, stream_id: str, *, width: int = 320, height: 
 
         async def produce() -> None:
             n = 0
-            while True:
-                n += 1
-                await stream.send(pattern.render(n, time.time_ns() // 1_000_000))
-                await asyncio.sleep(1 / fps)  # the worker's frame rate
+            with contextlib.suppress(framecast.capture.StreamClosed):
+                while not stream.stopped:
+                    n += 1
+                    await stream.send(pattern.render(n, time.time_ns() // 1_000_000))
+                    await asyncio.sleep(1 / fps)  # the worker's frame rate
 
         producing = asyncio.create_task(produce())
         try:
