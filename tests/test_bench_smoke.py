@@ -47,6 +47,35 @@ def test_auth_hook_benchmark_prints_its_tables(tmp_path: Path) -> None:
     assert (tmp_path / "auth_hook.json").exists()
 
 
+def test_simulation_prints_the_model_and_the_day_and_writes_json(tmp_path: Path) -> None:
+    def simulate(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "bench.simulate", "--quick", "--seed", "3", *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    out = simulate("--results", str(tmp_path))
+    lines = out.splitlines()
+    for cameras, viewers in (("10", "100"), ("200", "2,000"), ("1,000", "50,000"), ("10,000", "1,000,000")):
+        assert any(line.split()[:2] == [cameras, viewers] for line in lines if line.strip()), (cameras, out)
+    for needle in ("encoder nodes", "MediaMTX edges", "auth workers", "JetStream writes/s",
+                   "max/mean", "stddev", "shm share", "stream time on shared memory", "stream time on NATS",
+                   "refusals", "unencoded stream-seconds", "host lost", "host joined", "drain", "streams moved",
+                   "peak joins/s", "hook decisions/s", "writes per stream start"):
+        assert needle in out, (needle, out)
+    hours = [line for line in lines if line[:2].isdigit() and line[2:3] == ":"]
+    assert len(hours) == 24, out  # the compressed day, hour by hour
+    result = json.loads((tmp_path / "simulate.json").read_text())
+    assert result["environment"]["cpu_model"] and result["scenario"]["seed"] == 3
+    assert {m["event"] for m in result["moves"]} >= {"host lost", "host joined", "drain"}
+    assert sum(m["streams_moved"] for m in result["moves"]) > 0
+    placed = result["placement"]["placements"]
+    assert placed["shm"] > 0 and placed["nats, no encoder on its host"] > 0, placed
+    again = simulate("--no-save")
+    same_seed = again.split("\n", 1)[1].rstrip()  # past the environment line, which holds the load average
+    assert same_seed == out.split("\n", 1)[1].split("\n(simulate:")[0].rstrip(), "not deterministic"
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install chromium)")
 def test_glass_benchmark_prints_every_row(tmp_path: Path) -> None:
