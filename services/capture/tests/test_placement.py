@@ -38,10 +38,37 @@ def test_shm_only_waits_for_room_on_its_own_host_and_says_so() -> None:
         "every encoder on this host is busy (1 full); waiting for room")
 
 
-def test_nats_goes_to_the_most_room_anywhere() -> None:
-    fleet = [encoder("near", "h1", active=7), encoder("far", "h2", active=1)]
-    chosen = place(fleet, host="h1", choice="nats", stream_id="cam1")
-    assert isinstance(chosen, Placement) and (chosen.encoder_id, chosen.transport) == ("far", "nats")
+def shares(fleet: list[EncoderHeartbeat], streams: int = 2000, **where: str) -> collections.Counter[str]:
+    """How many of ``streams`` stream ids placement sends to each encoder of ``fleet``."""
+    counts: collections.Counter[str] = collections.Counter()
+    for n in range(streams):
+        chosen = place(fleet, stream_id=f"cam{n}", **where)  # type: ignore[arg-type]
+        assert isinstance(chosen, Placement)
+        counts[chosen.encoder_id] += 1
+    return counts
+
+
+def test_choices_are_weighted_by_room_so_a_burst_does_not_pile_onto_one_encoder() -> None:
+    """Every stream of a burst (a host lost, a drain) sees the same heartbeats: taking the one
+    with the most room outright would send them all there."""
+    counts = shares([encoder("roomy", "h2", active=2), encoder("busy", "h3", active=6)], host="h1", choice="auto")
+    assert 15 < counts["roomy"] / counts["busy"] < 45  # 6 free slots against 2: 27 times as likely
+    assert counts["busy"] > 0, "but not never: a burst spreads"
+    assert shares([encoder("near", "h1", active=7), encoder("far", "h2", active=1)],
+                  host="h1", choice="nats")["far"] > 1900, "nats weighs every host by room alone"
+
+
+def test_the_same_stream_asks_the_same_encoder_while_the_fleet_is_the_same() -> None:
+    fleet = [encoder(f"enc{n}", "h2", active=n) for n in range(5)]
+    first = place(fleet, host="h1", choice="auto", stream_id="cam7")
+    assert all(place(fleet, host="h1", choice="auto", stream_id="cam7") == first for _ in range(5))
+
+
+def test_an_encoder_out_of_hardware_sessions_is_full_whatever_its_slots() -> None:
+    """It refuses a stream beyond its NVENC sessions, so placement must not offer it one."""
+    fleet = [encoder("gpu", "h1", capacity=16, active=8, hw=0), encoder("cpu", "h2", active=7)]
+    chosen = place(fleet, host="h1", choice="auto", stream_id="cam1")
+    assert isinstance(chosen, Placement) and chosen.encoder_id == "cpu"
 
 
 def test_hardware_sessions_left_outrank_free_slots() -> None:
@@ -60,12 +87,7 @@ def test_draining_full_and_refusing_encoders_are_passed_over() -> None:
 
 
 def test_streams_started_together_spread_over_equal_encoders() -> None:
-    fleet = [encoder(f"enc{n}", "h2") for n in range(4)]
-    counts = collections.Counter()
-    for n in range(400):
-        chosen = place(fleet, host="h1", choice="auto", stream_id=f"cam{n}")
-        assert isinstance(chosen, Placement)
-        counts[chosen.encoder_id] += 1
+    counts = shares([encoder(f"enc{n}", "h2") for n in range(4)], streams=400, host="h1", choice="auto")
     assert set(counts) == {"enc0", "enc1", "enc2", "enc3"} and min(counts.values()) > 60
 
 

@@ -2,10 +2,14 @@
 
 An encoder on the producer's own host is preferred whenever one has room: frames then travel
 through a shared-memory ring, the cheap path (docs/performance.md: NATS costs about 6x the CPU
-per frame). Otherwise the stream goes to the encoder elsewhere with the most room, its frames
-over NATS. Among equals, one with hardware-encoder sessions left wins (NVENC spares the CPU),
-then the one with the most free slots; a hash of the stream id breaks the remaining ties, so
-streams started together spread instead of piling onto one encoder.
+per frame). Otherwise the stream goes to an encoder elsewhere, its frames over NATS. Encoders
+with hardware sessions left come first (NVENC spares the CPU). Among the rest the choice is
+weighted by the cube of their free slots, by rendezvous hashing on the stream id: an encoder
+with twice the room is eight times as likely, and a stream asks the same encoder again as long
+as the fleet is the same. Picking the one with the most room outright would send every stream
+of a burst (a host lost, a drain) to one encoder, since all of them see the same heartbeats;
+weighting by room alone would leave the fleet less even. ``python -m bench.simulate`` measured
+the three (docs/scaling.md).
 
 Why in the producer: it alone knows its host and which transports it may use, and it hears
 every encoder's heartbeat (capacity, NVENC sessions left, draining). Encoders still decide for
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -79,7 +84,7 @@ class Fleet:
 def place(encoders: Collection[EncoderHeartbeat], *, host: str, choice: TransportChoice, stream_id: str,
           exclude: Collection[str] = ()) -> Placement | Unplaced:
     """Where ``stream_id``, produced on ``host`` and allowed ``choice`` of transport, should go."""
-    open_ = [e for e in encoders if e.encoder_id not in exclude and not e.draining and e.active < e.capacity]
+    open_ = [e for e in encoders if e.encoder_id not in exclude and not e.draining and _room(e) > 0]
     local = [e for e in open_ if e.host == host]
     remote = [e for e in open_ if e.host != host]
     if choice == "shm":
@@ -97,10 +102,20 @@ def place(encoders: Collection[EncoderHeartbeat], *, host: str, choice: Transpor
                                                          local_full=local_known and not local))
 
 
-def _rank(encoder: EncoderHeartbeat, stream_id: str) -> tuple[int, int, bytes]:
-    hardware_left = encoder.hw_sessions_left is not None and encoder.hw_sessions_left > 0
-    spread = hashlib.blake2b(f"{stream_id}/{encoder.encoder_id}".encode(), digest_size=4).digest()
-    return (0 if hardware_left else 1, -(encoder.capacity - encoder.active), spread)
+def _room(encoder: EncoderHeartbeat) -> int:
+    """Streams it can still take: free slots, and no more than its hardware sessions left when
+    it encodes on hardware with a limit (it refuses beyond them)."""
+    room = encoder.capacity - encoder.active
+    return room if encoder.hw_sessions_left is None else min(room, encoder.hw_sessions_left)
+
+
+def _rank(encoder: EncoderHeartbeat, stream_id: str) -> tuple[int, float]:
+    """Hardware first; then weighted rendezvous hashing: ``-ln(u) / room**3`` is smallest for a
+    given encoder with probability proportional to its room cubed."""
+    hardware_left = bool(encoder.hw_sessions_left)
+    digest = hashlib.blake2b(f"{stream_id}/{encoder.encoder_id}".encode(), digest_size=8).digest()
+    u = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)  # in (0, 1)
+    return (0 if hardware_left else 1, -math.log(u) / _room(encoder) ** 3)
 
 
 def _reason(encoder: EncoderHeartbeat, transport: TransportKind, *, host: str, choice: TransportChoice,
