@@ -194,18 +194,16 @@ async def test_an_encoder_stopping_hands_its_stream_over_without_waiting_for_the
     first, second = f"a-{stream_id}", f"b-{stream_id}"
     async with contextlib.AsyncExitStack() as stack:
         rx = await stack.enter_async_context(RtspReceiver(width=W, height=H, path=stream_id))
-        await stack.enter_async_context(running(
-            "encoder", encoder_settings(nats_server, rx, "camera-host", max_streams=2), encoder_lifespan,
-            instance=second))
-        stopped = contextlib.AsyncExitStack()  # ``first``, with the most room: placement's choice
+        stopped = contextlib.AsyncExitStack()  # ``first``: the only encoder when the stream starts
         await stopped.enter_async_context(running(
-            "encoder", encoder_settings(nats_server, rx, "camera-host", max_streams=8), encoder_lifespan,
-            instance=first))
+            "encoder", encoder_settings(nats_server, rx, "camera-host"), encoder_lifespan, instance=first))
         try:
-            await heard_from(bus, second)
             await stack.enter_async_context(cv_worker(nats_server.url, stream_id, width=W, height=H))
             record = await wait_for_state(store, stream_id, S.PUBLISHING, timeout=30)
             assert record.encoder_id == first
+            await stack.enter_async_context(running(
+                "encoder", encoder_settings(nats_server, rx, "camera-host"), encoder_lifespan, instance=second))
+            await heard_from(bus, second)
         finally:
             stopping_at = time.monotonic()
             await stopped.aclose()
