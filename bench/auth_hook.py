@@ -522,10 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"rows": rows, "jwt": jwt_rows, "ratios": ratio, "table": table, "environment": env,
               "server": "uvicorn (h11, asyncio loop), Litestar, audit to a local nats-server, JSON logs at info",
               "elapsed_s": time.monotonic() - began, "quick": args.quick, "load_average_after": os.getloadavg()}
-    results_dir = None if args.no_save else args.results or (None if args.quick else report.RESULTS_DIR)
-    path = report.save(GROUP, result, results_dir)
-    if path is not None:
-        print(f"({GROUP}: {result['elapsed_s']:.0f} s; written to {path})", flush=True)
+    report.save_standalone(GROUP, result, quick=args.quick, results=args.results, no_save=args.no_save)
     return 0
 
 

@@ -142,6 +142,15 @@ def save(group: str, data: dict[str, Any], results_dir: Path | None) -> Path | N
     return path
 
 
+def save_standalone(group: str, data: dict[str, Any], *, quick: bool, results: Path | None, no_save: bool) -> None:
+    """Save the result of a script run on its own (``python -m bench.<script>``) where its
+    options say - ``bench/results`` unless ``--quick`` (then only with ``--results``) or
+    ``--no-save`` - and say where."""
+    path = save(group, data, None if no_save else results or (None if quick else RESULTS_DIR))
+    if path is not None:
+        print(f"({group}: {data['elapsed_s']:.0f} s; written to {path})", flush=True)
+
+
 def _clean(value: Any) -> Any:
     """NaN (a figure that could not be measured) becomes null, floats get 4 significant decimals."""
     if isinstance(value, float):
