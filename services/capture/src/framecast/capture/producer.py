@@ -85,15 +85,18 @@ class Producer:
         metadata: dict[str, str] | None = None,
         capture_id: str = "",
         host: str = "",
+        fleet: Fleet | None = None,
     ) -> None:
         """``host`` is where this producer runs as far as shared memory goes (default: this
-        machine, ``framecast.frames.host_identity``)."""
+        machine, ``framecast.frames.host_identity``). ``fleet``: the encoders' heartbeats as
+        a service producing many streams already follows them (else this producer does)."""
         self.bus = bus
         self.stream_id = stream_id
         self.format = fmt
         self.transport_choice = transport
         self.host = host_identity(host)
-        self.fleet = Fleet()
+        self.fleet = fleet or Fleet()
+        self._follows_fleet = fleet is None
         self.source = source or SdkSource()
         self.metadata = dict(metadata or {})
         self.capture_id = capture_id or bus.client_id
@@ -134,9 +137,10 @@ class Producer:
         else:
             await self.store.update(self.stream_id, **fields)
         self._writer = self._writer_for("nats" if self.transport_choice == "nats" else "shm")
-        self._subs.append(
-            await self.bus.subscribe(subjects.ENCODER_HEARTBEAT_ALL, EncoderHeartbeat, self._on_heartbeat)
-        )
+        if self._follows_fleet:
+            self._subs.append(
+                await self.bus.subscribe(subjects.ENCODER_HEARTBEAT_ALL, EncoderHeartbeat, self._on_heartbeat)
+            )
         self._subs.append(
             await self.bus.subscribe(subjects.stream_control(self.stream_id), StreamControl, self._on_control)
         )
@@ -194,7 +198,10 @@ class Producer:
 
     async def _learn_fleet(self) -> None:
         """Ask every encoder for a heartbeat now, so the first placement sees the whole fleet
-        rather than whichever encoder happened to beat first."""
+        rather than whichever encoder happened to beat first (unless a shared fleet already
+        knows them)."""
+        if self.fleet.alive():
+            return
         try:
             await self.bus.publish(subjects.ENCODER_PING, EncoderPing(asked_by=self.capture_id))
         except BusError:

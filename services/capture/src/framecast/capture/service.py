@@ -19,11 +19,12 @@ from framecast.frames import sweep_stale
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import BusError
-from framecast.proto.messages import Accepted, Rejected, StartStream, StopStream
+from framecast.proto.messages import Accepted, EncoderHeartbeat, Rejected, StartStream, StopStream
 from framecast.proto.states import ACTIVE, TERMINAL, IllegalTransition, StreamState
 from framecast.proto.store import StateStore
 from framecast.runtime.lifecycle import Runtime
 
+from .placement import Fleet
 from .producer import Producer, StreamClosed
 from .settings import CaptureSettings
 from .sources import SourceError, open_source, run_source
@@ -37,6 +38,8 @@ class CaptureService:
         self.bus = bus
         self.store = store
         self.producers: dict[str, asyncio.Task[None]] = {}
+        self.fleet = Fleet()
+        """The encoders' heartbeats, followed once for every stream this service produces."""
 
     async def on_start(self, request: StartStream, _msg: Msg) -> Accepted | Rejected:
         stream_id = request.stream_id
@@ -53,6 +56,7 @@ class CaptureService:
         producer = Producer(
             self.bus, stream_id, request.format, transport=request.transport, source=request.source,
             metadata=request.metadata, capture_id=self.runtime.instance, host=self.runtime.settings.host_id,
+            fleet=self.fleet,
         )
         try:
             await producer.start()
@@ -118,6 +122,11 @@ async def lifespan(runtime: Runtime[CaptureSettings]) -> AsyncIterator[CaptureSe
     runtime.require(lambda: bus.connected, "not connected to NATS (reconnecting)")
     try:
         service = CaptureService(runtime, bus, await StateStore.open(bus, runtime.instance))
+
+        async def on_heartbeat(heartbeat: EncoderHeartbeat, _msg: Msg) -> None:
+            service.fleet.heard(heartbeat)
+
+        await bus.subscribe(subjects.ENCODER_HEARTBEAT_ALL, EncoderHeartbeat, on_heartbeat)
         await bus.subscribe(subjects.STREAM_START, StartStream, service.on_start, queue=subjects.CAPTURE_QUEUE)
         await bus.subscribe(subjects.STREAM_STOP, StopStream, service.on_stop, queue=subjects.CAPTURE_QUEUE)
         yield service
