@@ -13,6 +13,12 @@ second that reached the RTSP server. N is sustained when every stream keeps both
 average over the window; an N that fails is measured once more (these are shared cores, and a
 neighbour's burst is not this machine's limit) and counts as failed only if both runs fail.
 CPU: the machine's busy share and the CPU of each kind of process involved.
+
+Beside it, the same search with plain FFmpeg processes (issue 18: "a script around FFmpeg"): a
+producer process starts N FFmpegs with framecast's own libx264 command and writes them the
+same frames at the same rate, ``stdin.write(frame.tobytes())`` from one loop, to the same RTSP
+sink; N is sustained when every stream reaches the server at >= 29 fps. The goal: framecast
+sustains at least 0.9x as many streams.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import procs, report
@@ -157,6 +164,66 @@ async def measure(n: int, window_s: float, warmup_s: float, nats_url: str, nats_
     }
 
 
+async def measure_plain(n: int, window_s: float, warmup_s: float) -> dict[str, Any]:
+    """``n`` plain FFmpeg processes fed by one script, no framecast service in between."""
+    from .rtsp_sink import RtspSink
+
+    prefix = f"bench-plain{n}-{secrets.token_hex(2)}-"
+    producer = None
+    try:
+        async with RtspSink() as sink:
+            producer = procs.spawn(
+                [sys.executable, "-m", "bench.producer", "ffmpeg", "--width", str(WIDTH), "--height", str(HEIGHT),
+                 "--fps", str(FPS), "--streams", str(n), "--prefix", prefix, "--url", sink.url],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
+            )
+            ready = await asyncio.to_thread(read_line, producer, START_TIMEOUT_S)
+            ids: list[str] = ready["ready"]
+            tell(producer, "go")
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not all(sink.frames[i] > 0 for i in ids):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"only {sum(sink.frames[i] > 0 for i in ids)} of {n} streams reached "
+                                       f"the RTSP server within {START_TIMEOUT_S:g} s")
+                await asyncio.sleep(0.1)  # polling the sink's counters: nothing to wait on
+            await asyncio.sleep(warmup_s)
+            meter = procs.CpuMeter({
+                "FFmpeg libx264 (all streams)": [pid for pid, _ in procs.children_of(producer.pid)],
+                "the script feeding them": [producer.pid],
+                "RTSP sink (this process)": [procs.SELF],
+            })
+            sent_before = await mark(producer)
+            received_before = {i: sink.frames[i] for i in ids}
+            began = time.monotonic()
+            meter.start()
+            await asyncio.sleep(window_s)
+            meter.stop()
+            ended = time.monotonic()
+            sent_after = await mark(producer)
+            received_after = {i: sink.frames[i] for i in ids}
+            tell(producer, "stop")
+            await asyncio.to_thread(procs.stop, producer, 30.0)
+            producer = None
+    finally:
+        if producer is not None:
+            procs.stop(producer)
+    at_server = [(received_after[i] - received_before[i]) / (ended - began) for i in ids]
+    sent = [(sent_after["sent"][k] - sent_before["sent"][k]) / (sent_after["t"] - sent_before["t"])
+            for k in range(n)]
+    core = {k: 100 * v / meter.wall for k, v in meter.used.items()}
+    return {
+        "streams": n,
+        "sustained": all(v >= SUSTAINED_FPS for v in at_server),
+        "fps_at_server_mean": sum(at_server) / n,
+        "fps_at_server_min": min(at_server),
+        "fps_sent_min": min(sent),
+        "cpu_pct_of_one_core": core,
+        "ffmpeg_cpu_pct_per_stream": core["FFmpeg libx264 (all streams)"] / n,
+        "script_cpu_pct": core["the script feeding them"],
+        "machine_busy_pct": 100 * meter.machine_busy,
+    }
+
+
 async def mark(producer: Any) -> dict[str, Any]:
     """What a ``bench.producer sdk`` process has sent so far: ``{"t": monotonic s, "sent": [per stream]}``."""
     tell(producer, "mark")
@@ -164,50 +231,63 @@ async def mark(producer: Any) -> dict[str, Any]:
     return result
 
 
-async def _run_all(options: Options) -> list[dict[str, Any]]:
+async def _search(options: Options, label: str, step: Callable[[int], Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """N = 1, 2, 4, ... until one is not sustained (twice: shared cores have bursts)."""
+    results: list[dict[str, Any]] = []
+    for n in QUICK_STEPS if options.quick else STEPS:
+        attempts = []
+        for _ in range(ATTEMPTS):
+            try:
+                result = await step(n)
+            except Exception as exc:  # a step that cannot run ends the search
+                result = {"streams": n, "sustained": False, "error": f"{type(exc).__name__}: {exc}"}
+            attempts.append(result)
+            if result["sustained"] or "error" in result:
+                break
+            options.progress(f"capacity, {label}, {n} stream(s): not sustained; measuring once more")
+        result = next((a for a in attempts if a["sustained"]), attempts[-1])
+        result["attempts"] = len(attempts)
+        result["failed_attempts"] = [a for a in attempts if a is not result]
+        results.append(result)
+        options.progress(
+            f"capacity, {label}, {n} stream(s): "
+            + (result.get("error") or f"at the server min {result['fps_at_server_min']:.1f} fps, "
+               f"machine {result['machine_busy_pct']:.0f}% busy -> "
+               + ("sustained" if result["sustained"] else "NOT sustained"))
+        )
+        if not result["sustained"]:
+            break
+    return results
+
+
+async def _run_all(options: Options) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from framecast.devstack.nats import NatsServer
 
     frames = options.frames or (QUICK_FRAMES if options.quick else DEFAULT_FRAMES)
     window_s = frames / FPS
     warmup_s = QUICK_WARMUP_S if options.quick else WARMUP_S
     server = await NatsServer().start()
-    results: list[dict[str, Any]] = []
     try:
-        for n in QUICK_STEPS if options.quick else STEPS:
-            attempts = []
-            for _ in range(ATTEMPTS):
-                try:
-                    result = await measure(n, window_s, warmup_s, server.url,
-                                           server._process.pid if server._process else None)
-                except Exception as exc:  # a step that cannot run ends the search
-                    result = {"streams": n, "sustained": False, "error": f"{type(exc).__name__}: {exc}"}
-                attempts.append(result)
-                if result["sustained"] or "error" in result:
-                    break
-                options.progress(f"capacity {n} stream(s): not sustained; measuring once more")
-            result = next((a for a in attempts if a["sustained"]), attempts[-1])
-            result["attempts"] = len(attempts)
-            result["failed_attempts"] = [a for a in attempts if a is not result]
-            results.append(result)
-            options.progress(
-                f"capacity {n} stream(s): "
-                + (result.get("error") or f"fps_out mean {result['fps_out_mean']:.1f} min {result['fps_out_min']:.1f}, "
-                   f"machine {result['machine_busy_pct']:.0f}% busy -> "
-                   + ("sustained" if result["sustained"] else "NOT sustained"))
-            )
-            if not result["sustained"]:
-                break
+        nats_pid = server._process.pid if server._process else None
+        framecast = await _search(options, "framecast",
+                                  lambda n: measure(n, window_s, warmup_s, server.url, nats_pid))
     finally:
         await server.stop()
-    return results
+    plain = await _search(options, "plain FFmpeg", lambda n: measure_plain(n, window_s, warmup_s))
+    return framecast, plain
+
+
+def _answer(results: list[dict[str, Any]], steps: tuple[int, ...]) -> tuple[int, bool]:
+    """The largest N sustained, and whether it is only the largest N tried."""
+    answer = max((r["streams"] for r in results if r.get("sustained")), default=0)
+    return answer, answer == steps[-1] and answer > 0
 
 
 def run(options: Options) -> dict[str, Any]:
-    results = asyncio.run(_run_all(options))
-    ok = [r for r in results if r.get("sustained")]
-    answer = max((r["streams"] for r in ok), default=0)
+    results, plain = asyncio.run(_run_all(options))
     steps = QUICK_STEPS if options.quick else STEPS
-    bounded = bool(ok) and answer == steps[-1]
+    answer, bounded = _answer(results, steps)
+    plain_answer, plain_bounded = _answer(plain, steps)
     rows = []
     for r in results:
         if "error" in r:
@@ -233,6 +313,22 @@ def run(options: Options) -> dict[str, Any]:
         text += (f"\n{unconfirmed} of {sum(r['streams'] for r in results)} stream ends were not confirmed by the "
                  "encoder within the SDK's 5 s (see docs/performance.md: Pump.stop waits on itself)")
     text += f"\nanswer: {verdict}"
+    plain_rows = [[r["streams"], *(["n/a"] * 5 + ["error"] if "error" in r else [
+        r["fps_at_server_mean"], r["fps_at_server_min"], r["fps_sent_min"], r["ffmpeg_cpu_pct_per_stream"],
+        r["script_cpu_pct"], "yes" if r["sustained"] else "NO"])] for r in plain]
+    text += "\n\n" + report.table(
+        ["streams", "at RTSP mean", "at RTSP min", "sent min", "x264 %core/stream", "script %core",
+         f">= {SUSTAINED_FPS:g} fps"],
+        plain_rows,
+        title="beside it: plain FFmpeg processes fed by one script (stdin.write(frame.tobytes())), same command, "
+              "same frames, same sink",
+    )
+    ratio = answer / plain_answer if plain_answer else float("nan")
+    both_bounded = bounded and plain_bounded
+    text += (f"\nplain FFmpeg: {plain_answer} streams sustained"
+             + (" (the largest N tried)" if plain_bounded else "")
+             + f"; framecast / plain = {ratio:.2f} (goal >= 0.9)"
+             + (" - both reached the largest N tried: a lower bound on neither's limit" if both_bounded else ""))
     return {
         "group": "capacity",
         "settings": {"size": f"{WIDTH}x{HEIGHT}", "fps": FPS, "steps": steps, "sustained_fps": SUSTAINED_FPS,
@@ -242,5 +338,7 @@ def run(options: Options) -> dict[str, Any]:
         "answer_streams": answer,
         "answer_is_the_bound": bounded,
         "results": results,
+        "plain_ffmpeg": {"answer_streams": plain_answer, "answer_is_the_bound": plain_bounded, "results": plain},
+        "framecast_over_plain": ratio,
         "table": text,
     }

@@ -6,7 +6,10 @@
   as fast as the reader takes them, at most ``--window`` frames ahead of the count of frames
   it says it received;
 - ``sdk``: ``--streams`` streams opened with ``framecast.capture.open``, each sent test-pattern
-  frames at ``--fps`` (a frame that is late is skipped, the way a camera drops it).
+  frames at ``--fps`` (a frame that is late is skipped, the way a camera drops it);
+- ``ffmpeg``: what a script around FFmpeg does instead: ``--streams`` FFmpeg processes, each
+  started with framecast's own libx264 command and publishing to ``--url``/``<prefix><i>``, fed
+  the same frames at the same rate with ``stdin.write(frame.tobytes())`` from one loop.
 
 Talks to the benchmark over stdin/stdout, one JSON object per line: it prints ``{"ready": ...}``
 once set up, starts on a ``go`` line, answers ``mark`` with the frames sent so far and the
@@ -193,9 +196,57 @@ async def run_sdk(fmt: VideoFormat, url: str, prefix: str, streams: int) -> None
                 print(f"closing a stream failed: {result!r}", file=sys.stderr)
 
 
+def run_ffmpeg(fmt: VideoFormat, url: str, prefix: str, streams: int) -> None:
+    import subprocess
+
+    from framecast.encoder.profiles import build_command
+    from framecast.runtime.ffmpeg import find_ffmpeg
+
+    control = _Control()
+    ids = [f"{prefix}{i}" for i in range(streams)]
+    patterns = [TestPattern(fmt.width, fmt.height, fmt.pix_fmt) for _ in ids]
+    sent = [0] * streams
+    control.on_mark = lambda: _say(t=time.monotonic(), sent=list(sent))
+    ffmpeg = find_ffmpeg()
+    encoders = [subprocess.Popen(build_command(ffmpeg, "libx264", fmt, f"{url.rstrip('/')}/{i}"),  # noqa: S603
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for i in ids]
+    try:
+        _say(ready=ids, pid=os.getpid())
+        control.started.wait()
+        period = 1 / fmt.fps
+        start = time.monotonic()
+        tick = 0
+        while not control.stopped.is_set():
+            for s, encoder in enumerate(encoders):
+                assert encoder.stdin is not None
+                try:
+                    encoder.stdin.write(patterns[s].render(tick + 1, time.time_ns() // 1_000_000).tobytes())
+                except BrokenPipeError:
+                    continue
+                sent[s] += 1
+            tick += 1
+            due = start + tick * period
+            late = time.monotonic() - due
+            if late > period:  # behind by more than a frame: skip the frames missed
+                tick += int(late / period)
+                due = start + tick * period
+            time.sleep(max(0.0, due - time.monotonic()))
+        _say(sent=list(sent))
+    finally:
+        for encoder in encoders:
+            with contextlib.suppress(BrokenPipeError):
+                encoder.stdin.close()  # type: ignore[union-attr]
+        for encoder in encoders:
+            try:
+                encoder.wait(5)
+            except subprocess.TimeoutExpired:
+                encoder.kill()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.producer")
-    parser.add_argument("mode", choices=("shm", "nats", "sdk"))
+    parser.add_argument("mode", choices=("shm", "nats", "sdk", "ffmpeg"))
     parser.add_argument("--width", type=int, required=True)
     parser.add_argument("--height", type=int, required=True)
     parser.add_argument("--fps", type=int, default=30)
@@ -212,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         run_shm(fmt, args.credit_sem)
     elif args.mode == "nats":
         asyncio.run(run_nats(fmt, args.url, args.subject, args.credit_subject, args.window))
+    elif args.mode == "ffmpeg":
+        run_ffmpeg(fmt, args.url, args.prefix, args.streams)
     else:
         asyncio.run(run_sdk(fmt, args.url, args.prefix, args.streams))
 
