@@ -24,6 +24,7 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.plots
 
 asyncapi: install
 	$(BIN)/framecast proto asyncapi --output docs/asyncapi.json

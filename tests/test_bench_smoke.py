@@ -76,6 +76,38 @@ def test_simulation_prints_the_model_and_the_day_and_writes_json(tmp_path: Path)
     assert same_seed == out.split("\n", 1)[1].split("\n(simulate:")[0].rstrip(), "not deterministic"
 
 
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's header: the signature, then the IHDR chunk."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", (path, head)
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_plots_draw_every_figure_from_the_committed_results(tmp_path: Path) -> None:
+    from bench.plots import PLOTS
+
+    def draw(results: Path, out: Path) -> str:
+        done = subprocess.run([sys.executable, "-m", "bench.plots", "--results", str(results), "--out", str(out)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    out = draw(ROOT / "bench" / "results", tmp_path / "all")
+    assert "skipped" not in out, out
+    for plot in PLOTS:
+        png = tmp_path / "all" / f"{plot.name}.png"
+        assert png.exists(), (plot.name, out)
+        assert _png_size(png) == plot.pixels, plot.name
+        assert b"Software" not in png.read_bytes()[:4096] and b"tIME" not in png.read_bytes(), plot.name
+    # only the results that are there are drawn, and drawing again gives the same bytes
+    some = tmp_path / "some"
+    some.mkdir()
+    (some / "latency.json").write_text((ROOT / "bench" / "results" / "latency.json").read_text())
+    out = draw(some, tmp_path / "again")
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["latency.png"], out
+    assert "transport: skipped" in out, out
+    assert (tmp_path / "again" / "latency.png").read_bytes() == (tmp_path / "all" / "latency.png").read_bytes()
+
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install chromium)")
 def test_glass_benchmark_prints_every_row(tmp_path: Path) -> None:
