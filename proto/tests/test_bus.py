@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import nats.js.errors
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -85,6 +86,19 @@ async def test_handler_crash_answers_internal_without_details(bus: Bus, stream_i
         await bus.request(subject, StopStream(stream_id=stream_id), Accepted, service="test")
     assert caught.value.code == "internal"
     assert "secret" not in caught.value.message
+
+
+async def test_a_handler_that_finds_jetstream_away_answers_unavailable(bus: Bus, stream_id: str) -> None:
+    # e.g. a state write while the cluster elects a stream leader: the caller may try again
+    subject = f"test.{stream_id}.away"
+
+    async def handle(message: StopStream, _msg: object) -> None:
+        raise nats.js.errors.NoStreamResponseError
+
+    await bus.subscribe(subject, StopStream, handle)
+    with pytest.raises(RequestRejected) as caught:
+        await bus.request(subject, StopStream(stream_id=stream_id), Accepted, service="test")
+    assert caught.value.code == "unavailable" and "try again" in caught.value.message
 
 
 async def test_subscriber_survives_bad_messages(bus: Bus, stream_id: str) -> None:

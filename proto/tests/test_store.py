@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import msgspec
+import nats.js.errors
 import pytest
+from nats.errors import TimeoutError as NatsTimeout
 
 from framecast.proto.bus import Bus
 from framecast.proto.messages import TestPatternSource, VideoFormat
@@ -82,6 +86,91 @@ async def test_concurrent_writers_cannot_both_win(bus: Bus, stream_id: str) -> N
             break
     for event in history[1:]:
         assert event.previous is not None
+
+
+async def moves(store: StateStore, stream_id: str, count: int) -> list[tuple[S | None, S]]:
+    """The first ``count`` stored events of ``stream_id``, as (previous, state)."""
+    events: list[tuple[S | None, S]] = []
+
+    async def read() -> None:
+        async for _, event in store.history(stream_id):
+            events.append((event.previous, event.state))
+            if len(events) == count:
+                return
+
+    await asyncio.wait_for(read(), 10)
+    return events
+
+
+async def test_a_move_whose_answer_was_lost_is_recorded_once(
+    bus: Bus, stream_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cluster node dies between storing the record and answering: the writer hears nothing.
+    # Writing the move again would find the stream already moved and drop its event.
+    store = await StateStore.open(bus, "test")
+    await store.transition(stream_id, S.REQUESTED)
+    update, lost = store.kv.update, []
+
+    async def stored_unanswered(*args: Any, **kwargs: Any) -> int:
+        revision = await update(*args, **kwargs)
+        if not lost:
+            lost.append(revision)
+            raise NatsTimeout
+        return revision
+
+    monkeypatch.setattr(store.kv, "update", stored_unanswered)
+    record = await store.transition(stream_id, S.STARTING, encoder_id="e1")
+    assert record.state is S.STARTING and lost
+    await store.transition(stream_id, S.PUBLISHING)
+    assert await moves(store, stream_id, 3) == [(None, S.REQUESTED), (S.REQUESTED, S.STARTING),
+                                                (S.STARTING, S.PUBLISHING)]
+
+
+async def test_an_event_offered_again_is_stored_once(
+    bus: Bus, stream_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The event's first offer finds no stream leader (one is being elected), the second is
+    # stored but its answer lost, the third is a copy JetStream drops (same id).
+    store = await StateStore.open(bus, "test")
+    publish, offers = bus.js_publish, []
+
+    async def flaky(subject: str, message: msgspec.Struct, **kwargs: Any) -> int:
+        offers.append(kwargs.get("msg_id"))
+        if len(offers) == 1:
+            raise nats.js.errors.NoStreamResponseError
+        sequence = await publish(subject, message, **kwargs)
+        if len(offers) == 2:
+            raise NatsTimeout
+        return sequence
+
+    monkeypatch.setattr(bus, "js_publish", flaky)
+    await store.transition(stream_id, S.REQUESTED)
+    assert len(offers) == 3 and len(set(offers)) == 1 and offers[0]
+    monkeypatch.setattr(bus, "js_publish", publish)
+    await store.transition(stream_id, S.STARTING)
+    assert await moves(store, stream_id, 2) == [(None, S.REQUESTED), (S.REQUESTED, S.STARTING)]
+
+
+async def test_a_move_whose_caller_is_cancelled_still_gets_its_event(
+    bus: Bus, stream_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A service stopping cancels its tasks; one may be between writing a record and its event.
+    store = await StateStore.open(bus, "test")
+    publish, offered, release = bus.js_publish, asyncio.Event(), asyncio.Event()
+
+    async def held(subject: str, message: msgspec.Struct, **kwargs: Any) -> int:
+        offered.set()
+        await release.wait()
+        return await publish(subject, message, **kwargs)
+
+    monkeypatch.setattr(bus, "js_publish", held)
+    caller = asyncio.create_task(store.transition(stream_id, S.REQUESTED))
+    await asyncio.wait_for(offered.wait(), 5)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    release.set()
+    assert await moves(store, stream_id, 1) == [(None, S.REQUESTED)]
 
 
 async def test_list_returns_every_stream(bus: Bus, stream_id: str) -> None:

@@ -93,6 +93,7 @@ class Cluster:
         ports = free_ports(9)
         self.nodes = [Node(f"nats-{i}", *ports[i * 3:i * 3 + 3]) for i in range(3)]
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.binary = ""
 
     def url(self, user: str, node: int = 0, password: str | None = None) -> str:
         secret = self.passwords[user] if password is None else password
@@ -112,15 +113,32 @@ class Cluster:
         return {**os.environ, **password_env(self.passwords), "POD_NAME": node.name}
 
     def start(self, binary: str) -> None:
-        for node, path in zip(self.nodes, self.write(), strict=True):
-            log = (self.directory / f"{node.name}.log").open("wb")
-            self.procs.append(subprocess.Popen([binary, "-c", str(path)], env=self.env(node),
-                                               stdout=log, stderr=subprocess.STDOUT))
+        self.binary = binary
+        for node, _ in zip(self.nodes, self.write(), strict=True):
+            self.procs.append(self._spawn(node))
 
-    async def ready(self, timeout: float = 30.0) -> None:
-        """Every node's /healthz answers 200 (JetStream included: a meta leader is elected)."""
+    def _spawn(self, node: Node) -> subprocess.Popen[bytes]:
+        with (self.directory / f"{node.name}.log").open("ab") as log:
+            return subprocess.Popen([self.binary, "-c", str(self.directory / f"{node.name}.conf")],
+                                    env=self.env(node), stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL node ``index``: no goodbye to its clients or its peers, as when a machine dies."""
+        self.procs[index].kill()
+        self.procs[index].wait()
+
+    def restart(self, index: int) -> None:
+        """Start node ``index`` again, with its configuration, ports and JetStream directory."""
+        self.procs[index] = self._spawn(self.nodes[index])
+
+    def index(self, name: str) -> int:
+        return next(i for i, node in enumerate(self.nodes) if node.name == name)
+
+    async def ready(self, timeout: float = 30.0, nodes: list[Node] | None = None) -> None:
+        """Every node's (or each of ``nodes``') /healthz answers 200 (JetStream included: a meta
+        leader is elected and its streams are current)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        for node in self.nodes:
+        for node in nodes or self.nodes:
             url = f"http://127.0.0.1:{node.http_port}/healthz"
             while not await asyncio.to_thread(_ok, url):
                 if asyncio.get_running_loop().time() > deadline:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -319,6 +320,64 @@ class RtspReceiver:
             self.frames.append(ReceivedFrame(self.received, connection, time.monotonic(), image))
             self.received += 1
             await self._notify()
+
+
+class RtspPaths:
+    """One RTSP address in front of several receivers, each taking the publisher of its own path,
+    as MediaMTX serves every path on one port: ``async with RtspPaths([rx1, rx2]) as ingest:``,
+    then publish to ``ingest.url/<path>``. A connection goes, bytes untouched, to the receiver
+    (its gate) named by the path of its first request."""
+
+    def __init__(self, receivers: list[RtspReceiver]) -> None:
+        self.receivers = {rx.path: rx for rx in receivers}
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._route, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+    async def _route(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            first = await reader.readline()  # e.g. OPTIONS rtsp://127.0.0.1:port/cam1?token=... RTSP/1.0
+            words = first.split()
+            path = urlsplit(words[1].decode(errors="replace")).path.strip("/") if len(words) == 3 else ""
+            receiver = self.receivers.get(path)
+            if receiver is None:
+                return
+            upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", receiver.port)
+            upstream.write(first)
+            await asyncio.gather(_pipe(reader, upstream), _pipe(upstream_reader, writer))
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                writer.close()
+            self._connections.discard(task)
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await source.read(1 << 16):
+            sink.write(data)
+            await sink.drain()
+    with contextlib.suppress(OSError):
+        sink.close()
 
 
 # ----- checking what was received --------------------------------------------------------

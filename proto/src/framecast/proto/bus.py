@@ -55,10 +55,16 @@ UNAVAILABLE = (
     NatsTimeout,
     NoRespondersError,
     nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
     *_CONNECTION_DOWN,
 )
 """Every error that means "NATS or JetStream cannot be reached right now", from the bus or from
-nats-py's JetStream and KV calls (the state store's): what a caller retries once the bus is back."""
+nats-py's JetStream and KV calls (the state store's): what a caller retries once the bus is back.
+On a cluster that includes a stream with no leader for the moment (one is being elected after
+the loss of a node): a write to it finds no responder."""
+
+_NATS_AWAY = tuple(error for error in UNAVAILABLE if error is not BusError)
+"""nats-py's errors among them: what a handler raises when NATS or JetStream is away for now."""
 
 OUTAGE_REPORT_S = 30.0
 """How often a NATS outage that goes on is reported again."""
@@ -245,15 +251,19 @@ class Bus:
         ):
             await self.nc.publish(subject, payload, headers=self._headers(headers))
 
-    async def js_publish(self, subject: str, message: msgspec.Struct) -> int:
-        """Publish into JetStream and wait for the server to store it; returns the sequence."""
+    async def js_publish(self, subject: str, message: msgspec.Struct, *, msg_id: str = "") -> int:
+        """Publish into JetStream and wait for the server to store it; returns the sequence.
+
+        With ``msg_id`` JetStream stores a message of that id once within the stream's
+        duplicate window, so a publish whose acknowledgement was lost can be sent again."""
         payload = codec.encode(message)
         with tracer.start_as_current_span(
             f"publish {subject}",
             kind=SpanKind.PRODUCER,
             attributes=_attributes(subject, "send", len(payload), self.client_id),
         ):
-            ack = await self.js.publish(subject, payload, headers=self._headers())
+            headers = self._headers({"Nats-Msg-Id": msg_id} if msg_id else None)
+            ack = await self.js.publish(subject, payload, headers=headers)
             return ack.seq
 
     async def request(
@@ -336,6 +346,11 @@ class Bus:
                         if isinstance(exc, FramecastError) and exc.rejection:  # the caller's to act on
                             log.warning("%s", exc, extra={"subject": msg.subject})
                             reply = Rejected(code=exc.rejection, message=str(exc))  # type: ignore[arg-type]
+                        elif isinstance(exc, _NATS_AWAY):  # passing (a reconnection, a leader election)
+                            log.warning("handler for %s: NATS or JetStream did not answer (%s)", msg.subject,
+                                        str(exc) or type(exc).__name__, extra={"subject": msg.subject})
+                            reply = Rejected(code="unavailable", message="NATS or JetStream is not answering "
+                                             "right now (a node lost, a leader being elected); try again")
                         else:
                             log.exception("handler for %s failed", msg.subject)
                             span.record_exception(exc)

@@ -4,6 +4,10 @@ Writers never overwrite blindly: each transition reads the record, checks the mo
 state machine and writes with compare-and-set on the KV revision, retrying on a conflict. So two
 services racing on one stream cannot silently undo each other, and a restarted service rebuilds
 its view from the bucket while clients replay history from the stream.
+
+A move is recorded once, even when NATS loses an answer (a cluster node dying mid-request, a
+stream leader being elected): a write whose answer was lost is looked for in the bucket before
+anything is written again, and each event carries an id JetStream stores once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import msgspec
 import nats.errors
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from nats.js.errors import (
     BadRequestError,
@@ -28,7 +33,7 @@ from nats.js.errors import (
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from . import codec, subjects
-from .bus import Bus
+from .bus import UNAVAILABLE, Bus
 from .errors import BusError, CorruptRecord, InvalidFormat
 from .kv import current_entries
 from .messages import StreamRecord, StreamTransition
@@ -38,6 +43,14 @@ log = logging.getLogger("framecast.store")
 
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
 EVENTS_PER_STREAM = 10_000
+EVENTS_DUPLICATE_WINDOW_S = 120.0
+"""JetStream stores an event id once within this window (its default, relied on): longer than
+RECORD_RETRY_S, so every offer of one event falls in it."""
+RECORD_RETRY_S = 30.0
+"""How long a transition keeps at a write it has begun while JetStream cannot answer: looking for
+a write whose answer was lost, offering the event of a stored one. A cluster elects a new stream
+leader within seconds of losing a node, and a client reconnects to another in less."""
+RECORD_RETRY_PAUSE_S = 0.25
 
 
 def replicas_for(bus: Bus) -> int:
@@ -97,6 +110,7 @@ def _events_config(replicas: int) -> api.StreamConfig:
         max_age=EVENTS_MAX_AGE_S,
         max_msgs_per_subject=EVENTS_PER_STREAM,
         discard=api.DiscardPolicy.OLD,
+        duplicate_window=EVENTS_DUPLICATE_WINDOW_S,
         num_replicas=replicas,
         description="framecast stream lifecycle transitions",
     )
@@ -141,11 +155,16 @@ class StateStore:
 
     async def _get(self, stream_id: str) -> tuple[StreamRecord | None, int]:
         """The record and its revision; ``CorruptRecord`` if it cannot be read."""
+        record, revision, _ = await self._read(stream_id)
+        return record, revision
+
+    async def _read(self, stream_id: str) -> tuple[StreamRecord | None, int, bytes | None]:
+        """The record, its revision and its bytes as stored."""
         try:
             entry = await self.kv.get(stream_id)
         except KeyNotFoundError:
-            return None, 0
-        return _record(entry), entry.revision or 0
+            return None, 0, None
+        return _record(entry), entry.revision or 0, entry.value
 
     async def list(self) -> list[StreamRecord]:
         """Every readable stream's record, in stream-id order (a snapshot that trusts the server,
@@ -196,7 +215,7 @@ class StateStore:
                 revision = await self.kv.update(stream_id, codec.encode(record), last=entry.revision)
             except (KeyWrongLastSequenceError, BadRequestError):
                 continue
-            await self.bus.js_publish(subjects.events(stream_id), StreamTransition(
+            await self._append_event(StreamTransition(
                 stream_id=stream_id, previous=None, state=record.state, reason=record.reason,
                 actor=self.actor, at=record.since, revision=revision))
             log.info("stream %s: record repaired (failed)", stream_id, extra={"stream_id": stream_id})
@@ -221,10 +240,31 @@ class StateStore:
         ``IllegalTransition`` is raised for a move the state machine or the caller refuses.
         ``cause``, ``attempt`` and ``retry_in_s`` describe a retry; every move sets them (a
         move that is no retry clears them).
+
+        Once begun, a move is carried to its end even if the caller is cancelled (a service
+        stopping): a record written without its event would be a hole in every history.
         """
         fields.update(cause=cause, attempt=attempt, retry_in_s=retry_in_s)
+        move = asyncio.ensure_future(self._transition(stream_id, state, reason, only_from, fields))
+        move.add_done_callback(_retrieved)
+        return await asyncio.shield(move)
+
+    async def _transition(self, stream_id: str, state: StreamState, reason: str,
+                          only_from: frozenset[StreamState] | None, fields: dict[str, Any]) -> StreamRecord:
+        unanswered: dict[bytes, tuple[StreamRecord, StreamState | None]] = {}
+        """Writes sent whose answer was lost, each with its move: stored or not, nobody said."""
+        deadline = 0.0
         while True:
-            current, revision = await self._get(stream_id)
+            try:
+                current, revision, stored = await self._read(stream_id)
+            except UNAVAILABLE:
+                if not unanswered or time.monotonic() > deadline or self.bus.nc.is_closed:
+                    raise  # nothing written (or no knowing any more): the caller may try again
+                await asyncio.sleep(RECORD_RETRY_PAUSE_S)
+                continue
+            if stored is not None and stored in unanswered:  # stored after all: that was this move
+                record, previous = unanswered[stored]
+                break
             previous = current.state if current else None
             check_transition(stream_id, previous, state)
             if only_from is not None and previous not in only_from:
@@ -247,33 +287,63 @@ class StateStore:
             except (KeyWrongLastSequenceError, BadRequestError):
                 await asyncio.sleep(0)
                 continue
-            await self.bus.js_publish(
-                subjects.events(stream_id),
-                StreamTransition(
-                    stream_id=stream_id,
-                    previous=previous,
-                    state=state,
-                    reason=reason,
-                    actor=self.actor,
-                    at=now,
-                    revision=revision,
-                    encoder_id=record.encoder_id,
-                    encoder_kind=record.encoder_kind,
-                    metadata=record.metadata,
-                    cause=cause,
-                    attempt=attempt,
-                    retry_in_s=retry_in_s,
-                ),
-            )
-            log.info(
-                "stream %s: %s -> %s%s",
-                stream_id,
-                previous.value if previous else "new",
-                state.value,
-                f" ({reason})" if reason else "",
-                extra={"stream_id": stream_id, "state": state.value},
-            )
-            return record
+            except NatsTimeout:
+                # Sent, but the answer was lost (the node or the stream leader went away): it
+                # may be stored. Writing the move again would find the stream already moved and
+                # lose its event, so read the record until it says.
+                if not unanswered:
+                    deadline = time.monotonic() + RECORD_RETRY_S
+                elif time.monotonic() > deadline or self.bus.nc.is_closed:
+                    raise
+                unanswered[data] = (record, previous)
+                continue
+            break
+        await self._append_event(
+            StreamTransition(
+                stream_id=stream_id,
+                previous=previous,
+                state=state,
+                reason=reason,
+                actor=self.actor,
+                at=record.since,
+                revision=revision,
+                encoder_id=record.encoder_id,
+                encoder_kind=record.encoder_kind,
+                metadata=record.metadata,
+                cause=fields["cause"],
+                attempt=fields["attempt"],
+                retry_in_s=fields["retry_in_s"],
+            ),
+        )
+        log.info(
+            "stream %s: %s -> %s%s",
+            stream_id,
+            previous.value if previous else "new",
+            state.value,
+            f" ({reason})" if reason else "",
+            extra={"stream_id": stream_id, "state": state.value, "revision": revision},
+        )
+        return record
+
+    async def _append_event(self, event: StreamTransition) -> None:
+        """Append a stored move to the events stream. The record is written, so its event must
+        follow: it is offered again while JetStream cannot take it, for up to RECORD_RETRY_S. Its
+        id (the stream and the record's revision) makes JetStream keep one copy when an offer
+        was stored but its answer lost."""
+        deadline = time.monotonic() + RECORD_RETRY_S
+        while True:
+            try:
+                await self.bus.js_publish(subjects.events(event.stream_id), event,
+                                          msg_id=f"{event.stream_id}.{event.revision}")
+                return
+            except UNAVAILABLE as exc:
+                if time.monotonic() > deadline or self.bus.nc.is_closed:
+                    log.error("stream %s: the move to %s is in the bucket but its event may not be stored: %s",
+                              event.stream_id, event.state.value, str(exc) or type(exc).__name__,
+                              extra={"stream_id": event.stream_id, "state": event.state.value,
+                                     "revision": event.revision})
+                    raise
+                await asyncio.sleep(RECORD_RETRY_PAUSE_S)
 
     async def update(
         self, stream_id: str, *, only_in: frozenset[StreamState] | None = None, **fields: Any
@@ -336,6 +406,13 @@ class StateStore:
         finally:
             with contextlib.suppress(nats.errors.ConnectionClosedError):  # the caller closed the bus first
                 await sub.unsubscribe()
+
+
+def _retrieved(move: asyncio.Future[Any]) -> None:
+    """Mark a move's failure as seen: its caller, if still there, gets it raised; one that was
+    cancelled meanwhile has gone (the move logged what matters: an event it could not store)."""
+    if not move.cancelled():
+        move.exception()
 
 
 def _record(entry: KeyValue.Entry) -> StreamRecord | None:
