@@ -243,11 +243,11 @@ async def receiver(fmt: VideoFormat, tmp_path: Path) -> AsyncIterator[RtspReceiv
 
 def url_with_token(
     url: str, ready: Callable[[], Awaitable[None]] | None = None
-) -> Callable[[], Awaitable[str]]:
+) -> Callable[[str], Awaitable[str]]:
     """A url_factory handing out the URL with a fresh token each call (counted in .calls);
     with ``ready``, only once it returns (a receiver listening again, as MediaMTX always is)."""
 
-    async def factory() -> str:
+    async def factory(_why: str) -> str:
         if ready is not None:
             await ready()
         factory.calls += 1  # type: ignore[attr-defined]
@@ -258,7 +258,7 @@ def url_with_token(
 
 
 @pytest.fixture
-def token_url() -> Callable[[str], Callable[[], Awaitable[str]]]:
+def token_url() -> Callable[[str], Callable[[str], Awaitable[str]]]:
     return url_with_token
 
 
@@ -270,7 +270,7 @@ async def stream(
     made: list[tuple[Supervisor, Pump]] = []
 
     async def make(
-        url_factory: Callable[[], Awaitable[str]],
+        url_factory: Callable[[str], Awaitable[str]],
         *,
         encoder: str = "libx264",
         policy: SupervisorPolicy = FAST_POLICY,

@@ -107,7 +107,7 @@ async def test_a_failing_url_factory_is_a_failed_start(  # type: ignore[no-untyp
 ) -> None:
     calls = 0
 
-    async def urls() -> str:
+    async def urls(_why: str) -> str:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -244,7 +244,7 @@ from framecast.proto.messages import VideoFormat
 FMT = VideoFormat(width=320, height=240, fps=30)
 
 async def main():
-    async def url():
+    async def url(_why):
         return sys.argv[2]
     async def on_event(event):
         if event.kind == "starting":

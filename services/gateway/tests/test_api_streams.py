@@ -42,8 +42,8 @@ from tests.support.services import running, wait_for_state
 
 API_KEY = secrets.token_urlsafe(24)
 STREAM_KEYS = {
-    "stream_id", "state", "reason", "source", "format", "encoder_id", "encoder_kind", "transport", "placement", "stats",
-    "readers", "codec", "profile", "mediamtx", "metadata", "updated_at",
+    "stream_id", "state", "reason", "source", "format", "encoder_id", "encoder_kind", "transport", "placement",
+    "mediamtx_node", "stats", "readers", "codec", "profile", "mediamtx", "metadata", "updated_at",
 }
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
 

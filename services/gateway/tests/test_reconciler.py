@@ -45,7 +45,7 @@ async def view(store: StateStore) -> AsyncIterator[StateView]:
 @pytest.fixture
 async def reconciler(mediamtx: FakeMediaMTX, store: StateStore, view: StateView) -> AsyncIterator[Reconciler]:
     async with MediaMTXClient(mediamtx.url, lambda: TOKEN) as client:
-        yield Reconciler(client, store, view)
+        yield Reconciler({"default": client}, store, view)
 
 
 async def in_state(view: StateView, store: StateStore, stream_id: str, *path: StreamState) -> None:
@@ -119,14 +119,14 @@ async def test_unreachable_mediamtx_changes_no_state_and_is_logged_once(
 ) -> None:
     await in_state(view, store, stream_id, S.REQUESTED, S.STARTING, S.PUBLISHING, S.LIVE)
     async with FakeMediaMTX() as mediamtx, MediaMTXClient(mediamtx.url) as client:
-        reconciler = Reconciler(client, store, view)
+        reconciler = Reconciler({"default": client}, store, view)
         mediamtx.add_path(stream_id)
         mediamtx.add_reader(stream_id)
         await reconciler.poll()
         assert view.paths[stream_id].readers == 1
     caplog.set_level(logging.INFO, logger="framecast.gateway.reconciler")
     async with MediaMTXClient(mediamtx.url) as client:  # the same address, nobody listening now
-        reconciler = Reconciler(client, store, view)
+        reconciler = Reconciler({"default": client}, store, view)
         for _ in range(3):
             await reconciler.poll()
     assert (await store.get(stream_id)).state is S.LIVE  # type: ignore[union-attr]
@@ -141,7 +141,7 @@ async def test_recovery_is_logged_once(
     mediamtx: FakeMediaMTX, store: StateStore, view: StateView, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with MediaMTXClient(mediamtx.url) as tokenless:  # MediaMTX answers 401 without a token
-        reconciler = Reconciler(tokenless, store, view)
+        reconciler = Reconciler({"default": tokenless}, store, view)
         caplog.set_level(logging.INFO, logger="framecast.gateway.reconciler")
         await reconciler.poll()
         await reconciler.poll()

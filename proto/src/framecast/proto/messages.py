@@ -208,6 +208,8 @@ class StreamRecord(Message, kw_only=True, tag="framecast.stream.state.v1"):
     """Seconds until the next retry (0.0: at once); None when nothing is being retried."""
     placement: str = ""
     """Why the stream runs on its encoder (which host, the transport, the encoder's free room)."""
+    mediamtx_node: str = ""
+    """The MediaMTX node it publishes to (``framecast.runtime.mediamtx_nodes``); empty: the only one."""
 
 
 class StreamTransition(Message, kw_only=True, tag="framecast.stream.transition.v1"):

@@ -12,7 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from framecast.proto.messages import TokenIssued
+from framecast.proto import subjects
+from framecast.proto.bus import Bus
+from framecast.proto.errors import BusError
+from framecast.proto.messages import TokenIssued, TokenRequest
+
+from .mediamtx_api import MediaMTXUnavailable
 
 
 class TokenLease:
@@ -31,3 +36,26 @@ class TokenLease:
     def remaining(self) -> float:
         """Seconds until the token expires, by this host's monotonic clock."""
         return self._until - self._clock()
+
+
+class ServiceTokens:
+    """MediaMTX control-API tokens from the auth service, renewed a minute before they expire:
+    the ``token`` source of a ``MediaMTXClient`` (the gateway's, the encoder's)."""
+
+    def __init__(self, bus: Bus, subject: str, api_url: str = "MediaMTX") -> None:
+        self.bus = bus
+        self.subject = subject
+        self.api_url = api_url
+        self._lease: TokenLease | None = None
+
+    async def __call__(self) -> str:
+        if self._lease is None or self._lease.remaining() < 60:
+            try:
+                self._lease = TokenLease(await self.bus.request(
+                    subjects.AUTH_TOKEN_ISSUE, TokenRequest(role="service", subject=self.subject), TokenIssued,
+                    service="auth", timeout=3,
+                ))
+            except BusError as exc:
+                raise MediaMTXUnavailable(self.api_url, f"no control-API token from the auth service: {exc}") \
+                    from None
+        return self._lease.token

@@ -223,6 +223,8 @@ async def _list(args: argparse.Namespace) -> int:
             print(f"{r.stream_id:<20} {r.state:<11} {fmt:<14} {r.encoder_kind or '-':<10} {r.reason}")
             if r.placement:
                 print(f"{'':<20} placed: {r.placement}")
+            if r.mediamtx_node:
+                print(f"{'':<20} on MediaMTX node {r.mediamtx_node}")
         return 0
     finally:
         await bus.close()

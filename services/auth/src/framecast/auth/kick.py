@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import nats.errors
 from nats.js.errors import KeyWrongLastSequenceError
@@ -58,12 +59,13 @@ class Kicker:
     reach MediaMTX the sessions stay up until the token is revoked again.
     """
 
-    def __init__(self, kv: KeyValue, api: MediaMTXClient, instance: str) -> None:
+    def __init__(self, kv: KeyValue, apis: Sequence[MediaMTXClient], instance: str) -> None:
+        """``apis``: the control API of every MediaMTX node (a token's sessions may be on any)."""
         self.kv = kv
-        self.api = api
+        self.apis = list(apis)
         self.instance = instance
         self._queue: asyncio.Queue[tuple[str, int, Revocation]] = asyncio.Queue()
-        self._unreachable = False
+        self._unreachable: set[str] = set()  # base URLs of the APIs that did not answer last time
 
     def submit(self, jti: str, revision: int, revocation: Revocation) -> None:
         """Queue revision ``revision`` of ``jti``'s revocation (called by the bucket mirror)."""
@@ -89,20 +91,24 @@ class Kicker:
         return True
 
     async def _end(self, jti: str, revocation: Revocation) -> None:
+        for api in self.apis:
+            await self._end_on(api, jti, revocation)
+
+    async def _end_on(self, api: MediaMTXClient, jti: str, revocation: Revocation) -> None:
         try:
-            ended = await end_sessions(self.api, revocation)
+            ended = await end_sessions(api, revocation)
         except MediaMTXUnavailable as exc:
-            if self._unreachable:
+            if api.base_url in self._unreachable:
                 log.debug("MediaMTX still unreachable; live sessions of revoked token %s not ended", jti)
             else:
-                self._unreachable = True
+                self._unreachable.add(api.base_url)
                 log.warning("%s: live sessions of revoked token %s were not ended (new ones are denied)", exc, jti)
             return
         except (MediaMTXError, KeyStoreError) as exc:
             log.warning("%s: live sessions of revoked token %s were not ended (new ones are denied)", exc, jti)
             return
-        if self._unreachable:
-            self._unreachable = False
-            log.info("MediaMTX control API at %s answers again", self.api.base_url)
+        if api.base_url in self._unreachable:
+            self._unreachable.discard(api.base_url)
+            log.info("MediaMTX control API at %s answers again", api.base_url)
         log.info("revoked token %s: ended %d live session(s)", jti, len(ended),
                  extra={"jti": jti, "sessions": [f"{kind}/{sid}" for kind, sid in ended]})

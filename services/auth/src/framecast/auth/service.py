@@ -101,11 +101,11 @@ async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]
     bus = await Bus.connect(settings.nats_url, client_id=runtime.instance)
     service = AuthService(runtime, bus, keystore)
     subject = f"auth-kicker:{runtime.instance}"
-    api = MediaMTXClient(settings.mediamtx_api,
-                         lambda: service.issuer.issue_service(subject, ("api",), KICK_TOKEN_TTL_S).token)
+    apis = [MediaMTXClient(node.api, lambda: service.issuer.issue_service(subject, ("api",), KICK_TOKEN_TTL_S).token)
+            for node in settings.nodes() if node.api]
     try:
         kv = await revoked_bucket(bus)
-        kicker = Kicker(kv, api, runtime.instance)
+        kicker = Kicker(kv, apis, runtime.instance)
         revocations = Revocations(kv, kicker.submit)
         bus.watch_connection(revocations.connection_lost, revocations.connection_back)
         runtime.spawn(kicker.run(), "kicker")
@@ -120,6 +120,7 @@ async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]
             yield service
     finally:
         await runtime.cancel_children()
-        await api.aclose()
+        for api in apis:
+            await api.aclose()
         await bus.close()
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from framecast.runtime.mediamtx_nodes import MediaMTXNode, configured_nodes
 from framecast.runtime.settings import Address, CommonSettings, SettingsError, Url, env_name
 
 from .keys import DEFAULT_PUBLISH_AHEAD_S, DEFAULT_ROTATE_EVERY_S
@@ -34,14 +35,21 @@ class AuthSettings(CommonSettings, kw_only=True, frozen=True):
     centrally with ``framecast auth rotate-key``, or each would rotate its own copy."""
     mediamtx_api: Url = "http://127.0.0.1:9997"
     """MediaMTX's control API, where revoked tokens' live sessions are kicked (with a token we sign)."""
+    mediamtx_nodes: str = ""
+    """Several MediaMTX nodes, as JSON (docs/operations.md, "Several MediaMTX nodes"): a revoked
+    token's sessions are ended on each; empty: the one node of FRAMECAST_MEDIAMTX_API."""
 
     def __post_init__(self) -> None:
+        self.nodes()
         if 0 < self.auth_rotate_every_s <= DEFAULT_PUBLISH_AHEAD_S:
             raise SettingsError(
                 env_name("auth_rotate_every_s"),
                 f"must be 0 (no automatic rotation) or above {DEFAULT_PUBLISH_AHEAD_S:.0f}: a new key is "
                 "published that long before it signs, for MediaMTX's one-hour JWKS cache",
             )
+
+    def nodes(self) -> tuple[MediaMTXNode, ...]:
+        return configured_nodes(self.mediamtx_nodes, MediaMTXNode(name="default", api=self.mediamtx_api))
 
     def key_dir(self) -> str:
         """``auth_key_dir``, or the default under the user's state directory."""

@@ -37,17 +37,20 @@ from framecast.proto.messages import (
     TokenIssued,
     TokenRequest,
 )
-from framecast.proto.states import ACTIVE, TERMINAL
+from framecast.proto.states import ACTIVE, TERMINAL, IllegalTransition
 from framecast.proto.states import StreamState as S
 from framecast.proto.store import StateStore
 from framecast.runtime.ffmpeg import find_ffmpeg
-from framecast.runtime.lease import TokenLease
+from framecast.runtime.lease import ServiceTokens, TokenLease
 from framecast.runtime.lifecycle import Runtime
+from framecast.runtime.mediamtx_api import MediaMTXClient, MediaMTXError
+from framecast.runtime.mediamtx_nodes import MediaMTXNode, choose_node
 
 from .metrics import encoder_instruments
 from .probe import probe
 from .profiles import SOFTWARE_ENCODER
 from .settings import EncoderSettings
+from .supervisor import server_unreachable
 from .worker import StreamWorker, WorkerError
 
 log = logging.getLogger("framecast.encoder")
@@ -72,6 +75,9 @@ class EncoderService:
         self.ffmpeg = ffmpeg
         self.encoder_kind = encoder_kind
         self.host = frames.host_identity(self.settings.host_id)
+        self.nodes = self.settings.nodes()
+        self._api_tokens = ServiceTokens(bus, self.instance)
+        self._apis: dict[str, MediaMTXClient] = {}
         self.draining = False
         self.workers: dict[str, StreamWorker] = {}
         self._claiming: set[str] = set()
@@ -187,8 +193,9 @@ class EncoderService:
 
     # ----- publish credentials ---------------------------------------------------------------
 
-    def publish_url_factory(self, stream_id: str) -> Callable[[], Awaitable[str]]:
-        """A fresh publish URL per FFmpeg (re)start. The token travels in the URL's query
+    def publish_url_factory(self, stream_id: str) -> Callable[[str], Awaitable[str]]:
+        """A fresh publish URL per FFmpeg (re)start, on the stream's MediaMTX node (``place``:
+        another one when a run could not reach it). The token travels in the URL's query
         (``?token=``), which MediaMTX hands to the auth hook as ``token`` for RTSP. Not as the
         password: FFmpeg's RTSP client keeps at most 127 bytes of ``user:password``, so a
         440-character JWT would arrive cut and be refused as malformed (docs/mediamtx.md, "RTSP").
@@ -196,13 +203,23 @@ class EncoderService:
         When auth cannot be asked (NATS is away), the last token is used again while it is
         still valid for TOKEN_REUSE_MARGIN_S: an FFmpeg restart during a bus outage keeps the
         stream on air instead of taking it off for want of a token."""
-        base = self.settings.mediamtx_rtsp.rstrip("/")
         last: TokenLease | None = None
+        node: MediaMTXNode | None = None
+        lost: set[str] = set()
 
-        async def url() -> str:
-            nonlocal last
+        async def url(why: str) -> str:
+            nonlocal last, node
+            if node is not None and len(self.nodes) > 1 and server_unreachable(why) and "no publish URL" not in why:
+                log.warning("%s: MediaMTX node %s is unreachable (%s); moving the stream to another node",
+                            stream_id, node.name, why, extra={"stream_id": stream_id})
+                lost.add(node.name)
+                node = None
+            if node is None:
+                node = await self.place(stream_id, lost)
+                lost.clear()
+            base = f"{node.rtsp.rstrip('/')}/{stream_id}"
             if self.settings.publish_auth == "none":
-                return f"{base}/{stream_id}"
+                return base
             try:
                 last = TokenLease(await self.bus.request(
                     subjects.AUTH_TOKEN_ISSUE,
@@ -214,9 +231,44 @@ class EncoderService:
                     raise
                 log.warning("%s: no new publish token (%s); using the previous one until it expires",
                             stream_id, exc, extra={"stream_id": stream_id})
-            return f"{base}/{stream_id}?token={last.token}"
+            return f"{base}?token={last.token}"
 
         return url
+
+    async def place(self, stream_id: str, lost: set[str]) -> MediaMTXNode:
+        """The MediaMTX node ``stream_id`` publishes to: the one with the fewest paths, by the
+        control APIs that answer within a second; a stable choice by the stream id when none
+        does. Nodes in ``lost`` are passed over unless all are. Recorded in the stream's record."""
+        if len(self.nodes) == 1:
+            return self.nodes[0]
+
+        async def load(node: MediaMTXNode) -> tuple[str, int] | None:
+            if not node.api or node.name in lost:
+                return None
+            try:
+                async with asyncio.timeout(1.0):
+                    page = await self._api(node).list_paths_page(0, 1)
+            except (MediaMTXError, TimeoutError):
+                return None
+            return node.name, page.itemCount
+
+        loads = dict(answer for answer in await asyncio.gather(*(load(n) for n in self.nodes)) if answer)
+        chosen = (choose_node(self.nodes, stream_id, loads=loads, exclude=lost)
+                  or choose_node(self.nodes, stream_id, loads=loads))
+        assert chosen is not None
+        log.info("%s: publishing on MediaMTX node %s", stream_id, chosen.name, extra={"stream_id": stream_id})
+        with contextlib.suppress(BusError, IllegalTransition):
+            await self.store.update(stream_id, mediamtx_node=chosen.name, only_in=ACTIVE)
+        return chosen
+
+    async def close_apis(self) -> None:
+        for api in self._apis.values():
+            await api.aclose()
+
+    def _api(self, node: MediaMTXNode) -> MediaMTXClient:
+        if node.name not in self._apis:
+            self._apis[node.name] = MediaMTXClient(node.api, self._api_tokens)
+        return self._apis[node.name]
 
     # ----- heartbeats and statistics ---------------------------------------------------------
 
@@ -296,4 +348,5 @@ async def lifespan(runtime: Runtime[EncoderSettings]) -> AsyncIterator[EncoderSe
         if service is not None:
             await runtime.cancel_children()
             await service.stop_all()
+            await service.close_apis()
         await bus.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from framecast.runtime.mediamtx_nodes import MediaMTXNode, configured_nodes
 from framecast.runtime.settings import CommonSettings, Url
 
 
@@ -16,6 +17,9 @@ class EncoderSettings(CommonSettings, kw_only=True, frozen=True):
     """Hardware encoder sessions available (NVENC on consumer GPUs: 8); 0 = no limit."""
     mediamtx_rtsp: Url = "rtsp://127.0.0.1:8554"
     """MediaMTX RTSP base URL; a stream publishes to <base>/<stream id>."""
+    mediamtx_nodes: str = ""
+    """Several MediaMTX nodes, as JSON: ``[{"name": "a", "rtsp": ..., "api": ..., "whep": ..., "hls": ...}]``
+    (docs/operations.md, "Several MediaMTX nodes"); empty: the one node of the settings here."""
     publish_auth: Literal["token", "none"] = "token"
     """token: ask the auth service for a short publish token per (re)start; none: publish without."""
     gop: int = 0
@@ -31,3 +35,10 @@ class EncoderSettings(CommonSettings, kw_only=True, frozen=True):
     """Stalled on a silent producer this much longer: the stream fails and its ring is freed."""
     heartbeat_s: float = 0.5
     stats_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        self.nodes()
+
+    def nodes(self) -> tuple[MediaMTXNode, ...]:
+        """Where streams may publish (one node unless FRAMECAST_MEDIAMTX_NODES lists several)."""
+        return configured_nodes(self.mediamtx_nodes, MediaMTXNode(name="default", rtsp=self.mediamtx_rtsp))

@@ -53,7 +53,9 @@ log = logging.getLogger(__name__)
 EventKind = Literal[
     "starting", "publishing", "stalled", "restarting", "failed", "stopped", "encoder_fallback"
 ]
-UrlFactory = Callable[[], Awaitable[str]]
+UrlFactory = Callable[[str], Awaitable[str]]
+"""The publish URL for the next run, given why the previous one ended (``"first start"``): a
+run that could not reach its server may be sent to another one."""
 EventCallback = Callable[["SupervisorEvent"], Awaitable[None]]
 ProcessCallback = Callable[[int | None], None]
 
@@ -290,7 +292,7 @@ class Supervisor:
     async def _run_once(self, why: str) -> tuple[str, _Run | None]:
         """Run FFmpeg once (``why``: what ended the previous run); why this one ended."""
         try:
-            url = await self._url_factory()
+            url = await self._url_factory(why)
         except Exception as exc:  # the factory is the caller's code: any failure is one attempt
             return scrub(f"no publish URL: {type(exc).__name__}: {exc}"), None
         command = build_command(

@@ -5,13 +5,16 @@ the path, and with which codec and profile. Each poll moves a ``publishing`` str
 MediaMTX serves as H264 to ``live``, and a ``live`` stream whose path is gone or unavailable to
 ``stalled``. Readers, codec and profile go to the gateway's view only: they change too often
 for the state bucket and the events stream. An unreachable MediaMTX changes no state; it is
-logged once per outage and shown in /readyz and in every stream's JSON.
+logged once per outage and shown in /readyz and in every stream's JSON. With several MediaMTX
+nodes each stream is judged by the node its record names; a node that does not answer leaves
+its streams as they are, and the gateway stays ready while one node answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 import nats.errors
 
@@ -31,15 +34,19 @@ S = StreamState
 
 
 class Reconciler:
-    """Polls MediaMTX every ``interval_s`` and reconciles stream states with what it serves."""
+    """Polls every MediaMTX node every ``interval_s`` and reconciles stream states with what
+    each serves. ``clients`` maps node names to control-API clients; the first is the node of
+    records that name none (a deployment with one node)."""
 
-    def __init__(self, client: MediaMTXClient, store: StateStore, view: StateView, *,
+    def __init__(self, clients: Mapping[str, MediaMTXClient], store: StateStore, view: StateView, *,
                  interval_s: float = 1.0) -> None:
-        self.client = client
+        self.clients = dict(clients)
+        self.default_node = next(iter(self.clients))
         self.store = store
         self.view = view
         self.interval_s = interval_s
-        self._outage: type[MediaMTXError] | None = None
+        self._outage: dict[str, type[MediaMTXError]] = {}
+        self._problems: dict[str, str] = {}
 
     async def run(self) -> None:
         while True:
@@ -47,23 +54,46 @@ class Reconciler:
             await asyncio.sleep(self.interval_s)
 
     async def poll(self) -> None:
-        """One round: read every MediaMTX path, then move the streams it confirms or contradicts."""
-        try:
-            paths = await self.client.list_paths()
-        except MediaMTXError as exc:
-            if type(exc) is not self._outage:
-                log.warning("%s; stream states stay as they are until it answers", exc)
-                self._outage = type(exc)
+        """One round: read every node's paths, then move the streams they confirm or contradict."""
+        answers = await asyncio.gather(*(self._paths(name, client) for name, client in self.clients.items()))
+        served = {name: paths for name, paths in zip(self.clients, answers, strict=True) if paths is not None}
+        down = [name for name in self.clients if name not in served]
+        if not served:
             self.view.paths = {}
-            self.view.set_mediamtx("unreachable", str(exc))
+            self.view.set_mediamtx("unreachable", self._problem(down))
             return
-        if self._outage is not None:
-            log.info("MediaMTX's control API answers again")
-            self._outage = None
-        self.view.set_mediamtx("ok")
-        self.view.paths = {path.name: path_health(path) for path in paths}
+        self.view.set_mediamtx("ok", self._problem(down) if down else "")
+        paths: dict[str, PathHealth] = {}
+        for node_paths in served.values():
+            paths.update(node_paths)
         for stream_id, record in list(self.view.records.items()):
-            await self._reconcile(stream_id, record.state, self.view.paths.get(stream_id))
+            node = record.mediamtx_node or self.default_node
+            if node in served:  # a node that did not answer leaves its streams as they are
+                health = served[node].get(stream_id)
+                if health is not None:
+                    paths[stream_id] = health
+                await self._reconcile(stream_id, record.state, health)
+        self.view.paths = paths
+
+    async def _paths(self, node: str, client: MediaMTXClient) -> dict[str, PathHealth] | None:
+        """``node``'s paths by name, or None (logged once per outage) when its API does not answer."""
+        try:
+            paths = await client.list_paths()
+        except MediaMTXError as exc:
+            if self._outage.get(node) is not type(exc):
+                log.warning("%s; stream states stay as they are until it answers", exc)
+                self._outage[node] = type(exc)
+            self._problems[node] = str(exc)
+            return None
+        if self._outage.pop(node, None) is not None:
+            log.info("MediaMTX's control API at %s answers again", client.base_url)
+        self._problems.pop(node, None)
+        return {path.name: path_health(path) for path in paths}
+
+    def _problem(self, down: list[str]) -> str:
+        if len(self.clients) == 1:
+            return self._problems.get(down[0], "") if down else ""
+        return "; ".join(f"node {name}: {self._problems.get(name, 'no answer')}" for name in down)
 
     async def _reconcile(self, stream_id: str, state: StreamState, health: PathHealth | None) -> None:
         if state is S.PUBLISHING and health is not None and health.live and health.codec == "H264":

@@ -8,6 +8,7 @@ as typed exceptions and turned into problem documents in one place (``app.py``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -32,6 +33,7 @@ from framecast.proto.messages import (
 )
 from framecast.proto.store import StateStore
 from framecast.runtime.lease import TokenLease
+from framecast.runtime.mediamtx_nodes import MediaMTXNode
 from framecast.runtime.problems import MEDIA_TYPE, Problem
 
 from .events import StateView, event_stream, last_sequence
@@ -64,6 +66,17 @@ class Gateway:
     @property
     def ready(self) -> bool:
         return self.bus.nc.is_connected and self.view.loaded
+
+    @functools.cached_property
+    def nodes(self) -> tuple[MediaMTXNode, ...]:
+        return self.settings.nodes()
+
+    def node_of(self, stream_id: str) -> MediaMTXNode:
+        """The MediaMTX node serving ``stream_id``: the one its record names, else the first."""
+        nodes = self.nodes
+        record = self.view.records.get(stream_id)
+        named = record.mediamtx_node if record is not None else ""
+        return next((node for node in nodes if node.name == named), nodes[0])
 
 
 GatewayDep = NamedDependency[Gateway]
@@ -166,11 +179,11 @@ async def playback(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamIdIn
         TokenIssued, service="auth", timeout=gateway.settings.gateway_request_timeout_s,
     ))
     gateway_instruments().playbacks.add(1)
-    settings = gateway.settings
+    node = gateway.node_of(stream_id)
     return Response(
         Playback(
-            whep_url=f"{settings.public_whep_base.rstrip('/')}/{stream_id}/whep",
-            hls_url=f"{settings.public_hls_base.rstrip('/')}/{stream_id}/index.m3u8",
+            whep_url=f"{node.whep.rstrip('/')}/{stream_id}/whep",
+            hls_url=f"{node.hls.rstrip('/')}/{stream_id}/index.m3u8",
             token=lease.token,
             expires_at=lease.issued.expires_at,
             expires_in=round(lease.remaining(), 3),

@@ -64,6 +64,8 @@ class StreamView(msgspec.Struct, kw_only=True):
     """How its frames reach the encoder: ``shm`` (same host) or ``nats``; empty until placed."""
     placement: str
     """Why the stream runs on its encoder: host, transport, the encoder's free room."""
+    mediamtx_node: str
+    """The MediaMTX node it publishes to (empty with one node)."""
     stats: StatsView | None
     readers: int
     codec: str
@@ -119,6 +121,7 @@ def stream_view(record: StreamRecord, view: StateView) -> StreamView:
         encoder_kind=record.encoder_kind,
         transport=record.transport or "",
         placement=record.placement,
+        mediamtx_node=record.mediamtx_node,
         stats=None if stats is None else StatsView(
             encoder_id=stats.encoder_id, fps_in=stats.fps_in, fps_out=stats.fps_out, dropped=stats.dropped,
             repeated=stats.repeated, restarts=stats.restarts, frames_in=stats.frames_in,

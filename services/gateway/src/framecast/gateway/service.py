@@ -16,13 +16,12 @@ import httpx
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.errors import BusError
-from framecast.proto.messages import StreamStats, TokenIssued, TokenRequest
+from framecast.proto.messages import StreamStats
 from framecast.proto.store import StateStore
 from framecast.runtime.http import http_server
-from framecast.runtime.lease import TokenLease
+from framecast.runtime.lease import ServiceTokens
 from framecast.runtime.lifecycle import Runtime
-from framecast.runtime.mediamtx_api import MediaMTXClient, MediaMTXUnavailable
+from framecast.runtime.mediamtx_api import MediaMTXClient
 
 from .app import create_app
 from .events import StateView
@@ -45,28 +44,6 @@ class GatewayService:
     url: str
 
 
-class ServiceTokens:
-    """MediaMTX control-API tokens from the auth service, renewed a minute before they expire."""
-
-    def __init__(self, bus: Bus, subject: str, api_url: str) -> None:
-        self.bus = bus
-        self.subject = subject
-        self.api_url = api_url
-        self._lease: TokenLease | None = None
-
-    async def __call__(self) -> str:
-        if self._lease is None or self._lease.remaining() < 60:
-            try:
-                self._lease = TokenLease(await self.bus.request(
-                    subjects.AUTH_TOKEN_ISSUE, TokenRequest(role="service", subject=self.subject), TokenIssued,
-                    service="auth", timeout=3,
-                ))
-            except BusError as exc:
-                raise MediaMTXUnavailable(self.api_url, f"no control-API token from the auth service: {exc}") \
-                    from None
-        return self._lease.token
-
-
 @contextlib.asynccontextmanager
 async def lifespan(runtime: Runtime[GatewaySettings]) -> AsyncIterator[GatewayService]:
     settings = runtime.settings
@@ -76,7 +53,7 @@ async def lifespan(runtime: Runtime[GatewaySettings]) -> AsyncIterator[GatewaySe
     bus = await Bus.connect(settings.nats_url, client_id=runtime.instance)
     static_token = settings.mediamtx_api_token
     tokens = (lambda: static_token) if static_token else ServiceTokens(bus, runtime.instance, settings.mediamtx_api)
-    mediamtx = MediaMTXClient(settings.mediamtx_api, tokens)
+    mediamtx = {node.name: MediaMTXClient(node.api, tokens) for node in settings.nodes()}
     http = httpx.AsyncClient(timeout=5.0)
     try:
         store = await StateStore.open(bus, runtime.instance)
@@ -93,6 +70,7 @@ async def lifespan(runtime: Runtime[GatewaySettings]) -> AsyncIterator[GatewaySe
             yield GatewayService(gateway=gateway, reconciler=reconciler, url=url)
     finally:
         await runtime.cancel_children()
-        await mediamtx.aclose()
+        for client in mediamtx.values():
+            await client.aclose()
         await http.aclose()
         await bus.close()

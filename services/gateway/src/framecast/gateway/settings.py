@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta
 
+from framecast.runtime.mediamtx_nodes import MediaMTXNode, configured_nodes
 from framecast.runtime.settings import Address, CommonSettings, SettingsError, Url, env_name
 
 __all__ = ["GatewaySettings"]
@@ -55,8 +56,12 @@ class GatewaySettings(CommonSettings, kw_only=True, frozen=True):
     """MediaMTX's WebRTC base URL as browsers reach it; a stream plays at <base>/<id>/whep."""
     public_hls_base: Url = "http://127.0.0.1:8888"
     """MediaMTX's HLS base URL as browsers reach it; a stream plays at <base>/<id>/index.m3u8."""
+    mediamtx_nodes: str = ""
+    """Several MediaMTX nodes, as JSON: ``[{"name": "a", "rtsp": ..., "api": ..., "whep": ..., "hls": ...}]``
+    (docs/operations.md, "Several MediaMTX nodes"); empty: the one node of the settings here."""
 
     def __post_init__(self) -> None:
+        self.nodes()
         if self.gateway_auth == "none":
             return
         if self.gateway_api_key and len(self.gateway_api_key) < MIN_API_KEY_LENGTH:
@@ -79,3 +84,8 @@ class GatewaySettings(CommonSettings, kw_only=True, frozen=True):
                 "FRAMECAST_GATEWAY_AUDIENCE) for your identity provider, or FRAMECAST_GATEWAY_API_KEY "
                 "for development; FRAMECAST_GATEWAY_AUTH=none turns authentication off (tests only)",
             )
+
+    def nodes(self) -> tuple[MediaMTXNode, ...]:
+        """The MediaMTX nodes viewers are sent to (one unless FRAMECAST_MEDIAMTX_NODES lists several)."""
+        return configured_nodes(self.mediamtx_nodes, MediaMTXNode(
+            name="default", api=self.mediamtx_api, whep=self.public_whep_base, hls=self.public_hls_base))
