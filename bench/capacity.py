@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import procs, report
@@ -85,34 +86,14 @@ async def measure(n: int, window_s: float, warmup_s: float, nats_url: str, nats_
                      "--fps", str(FPS), "--streams", str(n), "--prefix", prefix, "--url", nats_url],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=producer_log, cwd=ROOT,
                 )
-                ready = await asyncio.to_thread(read_line, producer, START_TIMEOUT_S)
-                ids: list[str] = ready["ready"]
-                tell(producer, "go")
-                deadline = time.monotonic() + START_TIMEOUT_S
-                while not all(sink.frames[i] > 0 for i in ids):
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"only {sum(sink.frames[i] > 0 for i in ids)} of {n} streams reached "
-                                           f"the RTSP server within {START_TIMEOUT_S:g} s")
-                    await asyncio.sleep(0.1)
-                await asyncio.sleep(warmup_s)
-                encoders = [pid for pid, cmd in procs.children_of(os.getpid()) if "-f rtsp" in cmd]
-                meter = procs.CpuMeter({
-                    "FFmpeg libx264 (all streams)": encoders,
+                spawned = producer
+                window = await _window(producer, sink, warmup_s, window_s, lambda: {
+                    "FFmpeg libx264 (all streams)": [pid for pid, cmd in procs.children_of(os.getpid())
+                                                     if "-f rtsp" in cmd],
                     "encoder service + pumps + RTSP sink (this process)": [procs.SELF],
-                    "producer (SDK, N streams)": [producer.pid],
+                    "producer (SDK, N streams)": [spawned.pid],
                     "nats-server": [nats_pid] if nats_pid else [],
                 })
-                sent_before = await mark(producer)
-                received_before = {i: sink.frames[i] for i in ids}
-                began = time.time()
-                meter.start()
-                await asyncio.sleep(window_s)
-                meter.stop()
-                ended = time.time()
-                sent_after = await mark(producer)
-                received_after = {i: sink.frames[i] for i in ids}
-                tell(producer, "stop")
-                await asyncio.to_thread(procs.stop, producer, 30.0)
                 producer = None
     finally:
         if producer is not None:
@@ -123,25 +104,25 @@ async def measure(n: int, window_s: float, warmup_s: float, nats_url: str, nats_
         producer_log.close()
     unconfirmed = sum("did not confirm the end" in line for line in log_lines)
     streams = []
-    for index, stream_id in enumerate(ids):
-        window = [s for s in samples.get(stream_id, []) if began <= s.at <= ended + STATS_S / 2]
+    for index, stream_id in enumerate(window.ids):
+        seen = [s for s in samples.get(stream_id, []) if window.began <= s.at <= window.ended + STATS_S / 2]
         fps_out = (
-            (window[-1].frames_out - window[0].frames_out) / (window[-1].at - window[0].at)
-            if len(window) >= 2 and window[-1].at > window[0].at else float("nan")
+            (seen[-1].frames_out - seen[0].frames_out) / (seen[-1].at - seen[0].at)
+            if len(seen) >= 2 and seen[-1].at > seen[0].at else float("nan")
         )
         streams.append({
             "stream_id": stream_id,
             "fps_out": fps_out,
-            "fps_out_samples": [s.fps_out for s in window],
-            "fps_out_median": report.median([s.fps_out for s in window]),
-            "fps_out_worst_sample": min((s.fps_out for s in window), default=float("nan")),
-            "fps_at_rtsp_server": (received_after[stream_id] - received_before[stream_id]) / (ended - began),
-            "fps_sent": (sent_after["sent"][index] - sent_before["sent"][index])
-            / (sent_after["t"] - sent_before["t"]),
-            "dropped_in_window": window[-1].dropped - window[0].dropped if len(window) >= 2 else 0,
-            "speed": report.median([s.speed for s in window]),
-            "restarts": window[-1].restarts if window else 0,
+            "fps_out_samples": [s.fps_out for s in seen],
+            "fps_out_median": report.median([s.fps_out for s in seen]),
+            "fps_out_worst_sample": min((s.fps_out for s in seen), default=float("nan")),
+            "fps_at_rtsp_server": window.at_server[index],
+            "fps_sent": window.sent[index],
+            "dropped_in_window": seen[-1].dropped - seen[0].dropped if len(seen) >= 2 else 0,
+            "speed": report.median([s.speed for s in seen]),
+            "restarts": seen[-1].restarts if seen else 0,
         })
+    meter = window.meter
     fps_out = [s["fps_out"] for s in streams]
     at_server = [s["fps_at_rtsp_server"] for s in streams]
     sustained = all(v >= SUSTAINED_FPS for v in fps_out) and all(v >= SUSTAINED_FPS for v in at_server)
@@ -159,7 +140,7 @@ async def measure(n: int, window_s: float, warmup_s: float, nats_url: str, nats_
         "ffmpeg_cpu_pct_per_stream": core["FFmpeg libx264 (all streams)"] / n,
         "our_cpu_pct": sum(core.values()),
         "machine_busy_pct": 100 * meter.machine_busy,
-        "window_s": ended - began,
+        "window_s": window.ended - window.began,
         "ends_not_confirmed_by_encoder": unconfirmed,
         "producer_log_tail": log_lines[-5:],
         "per_stream": streams,
@@ -179,39 +160,17 @@ async def measure_plain(n: int, window_s: float, warmup_s: float) -> dict[str, A
                  "--fps", str(FPS), "--streams", str(n), "--prefix", prefix, "--url", sink.url],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
             )
-            ready = await asyncio.to_thread(read_line, producer, START_TIMEOUT_S)
-            ids: list[str] = ready["ready"]
-            tell(producer, "go")
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while not all(sink.frames[i] > 0 for i in ids):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"only {sum(sink.frames[i] > 0 for i in ids)} of {n} streams reached "
-                                       f"the RTSP server within {START_TIMEOUT_S:g} s")
-                await asyncio.sleep(0.1)  # polling the sink's counters: nothing to wait on
-            await asyncio.sleep(warmup_s)
-            meter = procs.CpuMeter({
-                "FFmpeg libx264 (all streams)": [pid for pid, _ in procs.children_of(producer.pid)],
-                "the script feeding them": [producer.pid],
+            spawned = producer
+            window = await _window(producer, sink, warmup_s, window_s, lambda: {
+                "FFmpeg libx264 (all streams)": [pid for pid, _ in procs.children_of(spawned.pid)],
+                "the script feeding them": [spawned.pid],
                 "RTSP sink (this process)": [procs.SELF],
             })
-            sent_before = await mark(producer)
-            received_before = {i: sink.frames[i] for i in ids}
-            began = time.monotonic()
-            meter.start()
-            await asyncio.sleep(window_s)
-            meter.stop()
-            ended = time.monotonic()
-            sent_after = await mark(producer)
-            received_after = {i: sink.frames[i] for i in ids}
-            tell(producer, "stop")
-            await asyncio.to_thread(procs.stop, producer, 30.0)
             producer = None
     finally:
         if producer is not None:
             procs.stop(producer)
-    at_server = [(received_after[i] - received_before[i]) / (ended - began) for i in ids]
-    sent = [(sent_after["sent"][k] - sent_before["sent"][k]) / (sent_after["t"] - sent_before["t"])
-            for k in range(n)]
+    at_server, sent, meter = window.at_server, window.sent, window.meter
     core = {k: 100 * v / meter.wall for k, v in meter.used.items()}
     return {
         "streams": n,
@@ -226,6 +185,53 @@ async def measure_plain(n: int, window_s: float, warmup_s: float) -> dict[str, A
         "script_cpu_pct": core["the script feeding them"],
         "machine_busy_pct": 100 * meter.machine_busy,
     }
+
+
+@dataclass
+class _Window:
+    """One measuring window: per stream, the frames per second sent and received at the sink."""
+
+    ids: list[str]
+    began: float
+    """Wall clock, as ``StreamStats.at``."""
+    ended: float
+    sent: list[float]
+    at_server: list[float]
+    meter: procs.CpuMeter
+
+
+async def _window(producer: subprocess.Popen[bytes], sink: Any, warmup_s: float, window_s: float,
+                  pids: Callable[[], dict[str, list[int]]]) -> _Window:
+    """Start a ready ``bench.producer``, wait until each of its streams reaches ``sink``, warm up,
+    measure one window (CPU of ``pids()``), then stop the producer."""
+    ready = await asyncio.to_thread(read_line, producer, START_TIMEOUT_S)
+    ids: list[str] = ready["ready"]
+    tell(producer, "go")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not all(sink.frames[i] > 0 for i in ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {sum(sink.frames[i] > 0 for i in ids)} of {len(ids)} streams reached "
+                               f"the RTSP server within {START_TIMEOUT_S:g} s")
+        await asyncio.sleep(0.1)  # polling the sink's counters: nothing to wait on
+    await asyncio.sleep(warmup_s)
+    meter = procs.CpuMeter(pids())
+    sent_before = await mark(producer)
+    received_before = {i: sink.frames[i] for i in ids}
+    began = time.time()
+    meter.start()
+    await asyncio.sleep(window_s)
+    meter.stop()
+    ended = time.time()
+    sent_after = await mark(producer)
+    received_after = {i: sink.frames[i] for i in ids}
+    tell(producer, "stop")
+    await asyncio.to_thread(procs.stop, producer, 30.0)
+    return _Window(
+        ids=ids, began=began, ended=ended, meter=meter,
+        sent=[(sent_after["sent"][k] - sent_before["sent"][k]) / (sent_after["t"] - sent_before["t"])
+              for k in range(len(ids))],
+        at_server=[(received_after[i] - received_before[i]) / (ended - began) for i in ids],
+    )
 
 
 async def mark(producer: Any) -> dict[str, Any]:

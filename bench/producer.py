@@ -145,6 +145,26 @@ async def run_nats(fmt: VideoFormat, url: str, subject: str, credit_subject: str
         await nc.close()
 
 
+class _Pacer:
+    """Ticks at ``fps`` on an absolute schedule; a tick more than a frame late skips the frames
+    it missed, the way a camera drops them."""
+
+    def __init__(self, fps: int) -> None:
+        self.period = 1 / fps
+        self.start = time.monotonic()
+        self.tick = 0
+
+    def next(self) -> float:
+        """Move to the next tick; the seconds to sleep until it is due."""
+        self.tick += 1
+        due = self.start + self.tick * self.period
+        late = time.monotonic() - due
+        if late > self.period:
+            self.tick += int(late / self.period)
+            due = self.start + self.tick * self.period
+        return max(0.0, due - time.monotonic())
+
+
 async def run_sdk(fmt: VideoFormat, url: str, prefix: str, streams: int) -> None:
     import framecast.capture
     from framecast.capture import StreamClosed
@@ -168,24 +188,15 @@ async def run_sdk(fmt: VideoFormat, url: str, prefix: str, streams: int) -> None
             opened.append((opener, await opener.__aenter__()))
         _say(ready=ids, pid=os.getpid())
         await loop.run_in_executor(None, control.started.wait)
-        period = 1 / fmt.fps
-        start = time.monotonic()
-        tick = 0
+        pacer = _Pacer(fmt.fps)
         while not control.stopped.is_set():
             for s, (_, stream) in enumerate(opened):
-                frame_no = tick + 1
                 try:
-                    await stream.send(patterns[s].render(frame_no, time.time_ns() // 1_000_000))
+                    await stream.send(patterns[s].render(pacer.tick + 1, time.time_ns() // 1_000_000))
                 except StreamClosed:
                     continue
                 sent[s] += 1
-            tick += 1
-            due = start + tick * period
-            late = time.monotonic() - due
-            if late > period:  # behind by more than a frame: skip the frames missed
-                tick += int(late / period)
-                due = start + tick * period
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await asyncio.sleep(pacer.next())
         _say(sent=list(sent))
     finally:
         # all at once: each close waits (up to 5 s) for the encoder to confirm the end
@@ -214,24 +225,16 @@ def run_ffmpeg(fmt: VideoFormat, url: str, prefix: str, streams: int) -> None:
     try:
         _say(ready=ids, pid=os.getpid())
         control.started.wait()
-        period = 1 / fmt.fps
-        start = time.monotonic()
-        tick = 0
+        pacer = _Pacer(fmt.fps)
         while not control.stopped.is_set():
             for s, encoder in enumerate(encoders):
                 assert encoder.stdin is not None
                 try:
-                    encoder.stdin.write(patterns[s].render(tick + 1, time.time_ns() // 1_000_000).tobytes())
+                    encoder.stdin.write(patterns[s].render(pacer.tick + 1, time.time_ns() // 1_000_000).tobytes())
                 except BrokenPipeError:
                     continue
                 sent[s] += 1
-            tick += 1
-            due = start + tick * period
-            late = time.monotonic() - due
-            if late > period:  # behind by more than a frame: skip the frames missed
-                tick += int(late / period)
-                due = start + tick * period
-            time.sleep(max(0.0, due - time.monotonic()))
+            time.sleep(pacer.next())
         _say(sent=list(sent))
     finally:
         for encoder in encoders:
