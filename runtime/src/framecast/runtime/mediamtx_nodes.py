@@ -63,7 +63,7 @@ def configured_nodes(raw: str, default: MediaMTXNode) -> tuple[MediaMTXNode, ...
     try:
         return parse_nodes(raw)
     except ValueError as exc:
-        raise SettingsError(NODES_VARIABLE, f"is not valid: {exc}") from None
+        raise SettingsError(NODES_VARIABLE, str(exc)) from None
 
 
 def choose_node(nodes: Collection[MediaMTXNode], stream_id: str, *, loads: Mapping[str, int] | None = None,
