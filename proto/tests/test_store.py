@@ -10,10 +10,12 @@ import nats.js.errors
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
+from framecast.devstack.nats import NatsServer
 from framecast.proto.bus import Bus
 from framecast.proto.messages import TestPatternSource, VideoFormat
 from framecast.proto.states import IllegalTransition, StreamState
-from framecast.proto.store import StateStore, ensure_jetstream
+from framecast.proto.store import SETUP_RETRY_S, StateStore, ensure_jetstream
+from tests.support.services import eventually
 
 S = StreamState
 
@@ -177,3 +179,22 @@ async def test_list_returns_every_stream(bus: Bus, stream_id: str) -> None:
     store = await StateStore.open(bus, "test")
     await store.transition(stream_id, S.REQUESTED)
     assert stream_id in {r.stream_id for r in await store.list()}
+
+
+async def test_opening_the_store_waits_for_a_jetstream_that_does_not_answer_yet(caplog: pytest.LogCaptureFixture) -> None:
+    """A service started beside its NATS cluster (still electing leaders, or busy) waits for
+    JetStream instead of failing: here JetStream is off when the store is opened, and the
+    server is restarted with it once the store has said it is waiting."""
+    server = await NatsServer(jetstream=False).start()
+    bus = await Bus.connect(server.url, client_id="early")
+    try:
+        opening = asyncio.create_task(StateStore.open(bus, "early"))
+        await eventually(lambda: "JetStream does not answer yet" in caplog.text, "the store says it waits")
+        assert not opening.done()
+        server.jetstream = True
+        await server.restart()
+        store = await asyncio.wait_for(opening, SETUP_RETRY_S)
+        assert await store.list() == []
+    finally:
+        await bus.close()
+        await server.stop()

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats.errors
@@ -40,6 +40,8 @@ from .messages import StreamRecord, StreamTransition
 from .states import IllegalTransition, StreamState, check_transition
 
 log = logging.getLogger("framecast.store")
+
+T = TypeVar("T")
 
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
 EVENTS_PER_STREAM = 10_000
@@ -78,22 +80,55 @@ _TOO_FEW_SERVERS = frozenset({10023, 10074})
 """JetStream's "insufficient resources" and "replicas > 1 not supported in non-clustered mode"."""
 
 
+SETUP_RETRY_S = 30.0
+"""How long opening framecast's streams and buckets keeps trying while JetStream does not answer
+(a cluster still electing leaders, a server busy creating replicated streams): a service started
+beside its NATS cluster waits for it instead of failing."""
+
+
+async def _until_jetstream_answers(what: str, setup: Callable[[], Awaitable[T]]) -> T:
+    """``setup()``, tried again while JetStream does not answer, for up to SETUP_RETRY_S. Each
+    step is idempotent: a create whose answer was lost is found by the next attempt."""
+    deadline = time.monotonic() + SETUP_RETRY_S
+    warned = False
+    while True:
+        try:
+            return await setup()
+        except UNAVAILABLE as exc:
+            if time.monotonic() > deadline:
+                raise
+            if not warned:
+                log.warning("JetStream does not answer yet (%s); opening %s again shortly",
+                            str(exc) or type(exc).__name__, what)
+                warned = True
+            await asyncio.sleep(RECORD_RETRY_PAUSE_S * 2)
+
+
 async def ensure_jetstream(bus: Bus) -> KeyValue:
     """Create (or bring up to date) the events stream and the state bucket; idempotent. New
     ones get :func:`replicas_for` copies; existing ones keep theirs (``set_replicas`` moves
     them, e.g. an R1 deployment that became a cluster)."""
+    return await _until_jetstream_answers("the state store", lambda: _ensure_jetstream(bus))
+
+
+async def _ensure_jetstream(bus: Bus) -> KeyValue:
     try:
         current = await bus.js.stream_info(subjects.EVENTS_STREAM)
     except NotFoundError:
         await _with_fewer_copies_if_refused(lambda n: bus.js.add_stream(_events_config(n)), replicas_for(bus))
     else:  # brought up to date, keeping its copies: an update never shrinks them
         await bus.js.update_stream(_events_config(current.config.num_replicas or 1))
-    return await open_bucket(bus, subjects.STATE_BUCKET, description="framecast current state of every stream")
+    return await _open_bucket(bus, subjects.STATE_BUCKET, description="framecast current state of every stream")
 
 
 async def open_bucket(bus: Bus, bucket: str, *, description: str, ttl: float | None = None) -> KeyValue:
     """A KV bucket of one entry per key: the existing one as it is (its copies may have been
     moved since), else a new one with :func:`replicas_for` copies."""
+    return await _until_jetstream_answers(f"bucket {bucket}",
+                                          lambda: _open_bucket(bus, bucket, description=description, ttl=ttl))
+
+
+async def _open_bucket(bus: Bus, bucket: str, *, description: str, ttl: float | None = None) -> KeyValue:
     try:
         return await bus.js.key_value(bucket)
     except BucketNotFoundError:

@@ -38,10 +38,13 @@ def find_nats_server() -> str:
 class NatsServer:
     """One nats-server process; ``url`` is known once ``start()`` returns."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = -1, max_payload: int | None = None) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = -1, max_payload: int | None = None,
+                 jetstream: bool = True) -> None:
+        """``jetstream=False`` (tests): a server whose JetStream API does not answer."""
         self.host = host
         self.port = port
         self.max_payload = max_payload
+        self.jetstream = jetstream
         self.url = ""
         self.store_dir = ""
         self._process: asyncio.subprocess.Process | None = None
@@ -51,7 +54,8 @@ class NatsServer:
     async def start(self, timeout: float = 15.0) -> NatsServer:
         if not self.store_dir:
             self.store_dir = tempfile.mkdtemp(prefix="framecast-nats-")
-        args = [find_nats_server(), "-a", self.host, "-p", str(self.port), "-js", "-sd", self.store_dir]
+        args = [find_nats_server(), "-a", self.host, "-p", str(self.port), *(["-js"] if self.jetstream else []),
+                "-sd", self.store_dir]
         if self.max_payload:
             config = Path(self.store_dir) / "server.conf"
             config.write_text(f"max_payload: {self.max_payload}\n")
