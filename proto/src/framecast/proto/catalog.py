@@ -52,7 +52,8 @@ CHANNELS: tuple[Channel, ...] = (
             "Stop a stream.", "gateway, framecast stream", "capture",
             (Accepted, Rejected), subjects.CAPTURE_QUEUE),
     Channel("encoderClaim", subjects.ENCODER_CLAIM, (StreamAnnounce,),
-            "A producer announces a stream; one encoder of the queue group claims it or refuses.",
+            "A producer of the version before placement announces a stream; one encoder of the "
+            "queue group claims it or refuses.",
             "capture (service and SDK)", "encoder", (ClaimAccepted, Rejected), subjects.ENCODER_QUEUE),
     Channel("encoderClaimDirect", subjects.encoder_claim("{encoder_id}"), (StreamAnnounce,),
             "A producer asks the encoder its placement chose to claim a stream (it claims or refuses).",

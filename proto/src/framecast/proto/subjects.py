@@ -15,7 +15,7 @@ STREAM_STOP = f"{PREFIX}.control.stream.stop"
 CAPTURE_QUEUE = "capture"
 
 # Encoders claim announced streams: a producer asks the encoder it placed the stream on
-# (``encoder_claim(id)``), or any one member of the queue group when it knows of none yet.
+# (``encoder_claim(id)``); producers of the version before placement ask the queue group.
 ENCODER_CLAIM = f"{PREFIX}.encoder.claim"
 ENCODER_QUEUE = "encoders"
 

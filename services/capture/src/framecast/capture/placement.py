@@ -53,18 +53,26 @@ class Fleet:
         self.fresh_s = fresh_s
         self._clock = clock
         self._last: dict[str, tuple[float, EncoderHeartbeat | None]] = {}
-        self._heard = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
 
     def heard(self, heartbeat: EncoderHeartbeat) -> None:
         self._last[heartbeat.encoder_id] = (self._clock(), heartbeat)
-        self._heard.set()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
 
     async def wait_heard(self, timeout: float) -> bool:
-        """Whether any heartbeat arrives (or had arrived) within ``timeout`` seconds."""
+        """Whether a heartbeat arrives within ``timeout`` seconds from now."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(self._heard.wait(), timeout)
+            await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             return False
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
         return True
 
     def claimed_by(self, encoder_id: str) -> None:

@@ -192,6 +192,9 @@ class Producer:
                 self._refused[self.encoder_id] = time.monotonic()
                 self.encoder_id = ""
                 continue
+            if not self.encoder_id and not self.fleet.alive():
+                await self.fleet.wait_heard(ANNOUNCE_RETRY_S)  # placed as soon as an encoder is heard
+                continue
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._nudge.wait(), FAILOVER_CHECK_S if self.encoder_id else ANNOUNCE_RETRY_S)
             self._nudge.clear()
@@ -206,7 +209,7 @@ class Producer:
             await self.bus.publish(subjects.ENCODER_PING, EncoderPing(asked_by=self.capture_id))
         except BusError:
             return
-        if await self.fleet.wait_heard(FLEET_FIRST_S):
+        if self.fleet.alive() or await self.fleet.wait_heard(FLEET_FIRST_S):
             await asyncio.sleep(FLEET_SETTLE_S)
 
     async def _announce(self) -> bool:
@@ -217,31 +220,21 @@ class Producer:
         alive = self.fleet.alive()
         placement = place(alive, host=self.host, choice=self.transport_choice, stream_id=self.stream_id,
                           exclude=self._refused)
-        if isinstance(placement, Unplaced):
-            if alive:
-                await self._waiting(placement.reason)
-                return False
-            # no heartbeat heard yet (the stream has just started): any encoder of the queue group
-            subject, chosen = subjects.ENCODER_CLAIM, ""
-            kind: TransportKind = "nats" if self.transport_choice == "nats" else "shm"
-            why = "the first encoder to answer (none had been heard from yet)"
-        else:
-            subject, chosen, kind, why = (subjects.encoder_claim(placement.encoder_id), placement.encoder_id,
-                                          placement.transport, placement.reason)
-        writer = self._writer_for(kind)
+        if isinstance(placement, Unplaced):  # none heard from yet, or none with room
+            await self._waiting(placement.reason)
+            return False
+        chosen, why = placement.encoder_id, placement.reason
+        writer = self._writer_for(placement.transport)
         announce = StreamAnnounce(stream_id=self.stream_id, format=self.format, transport=writer.transport,
                                   capture_id=self.capture_id, metadata=self.metadata, placement=why)
         try:
-            claim = await self.bus.request(subject, announce, ClaimAccepted, service="encoder", timeout=5)
-        except (NoResponders, RequestRejected) as exc:
-            if chosen:  # gone or full since its heartbeat: the next best one, now
-                self._refused[chosen] = time.monotonic()
-                log.info("encoder %s did not take %s (%s); placing it again", chosen, self.stream_id, exc,
-                         extra={"stream_id": self.stream_id})
-                return True
-            await self._waiting("no encoder is running; waiting for one" if isinstance(exc, NoResponders)
-                                else f"no encoder took the stream yet: {exc}")
-            return False
+            claim = await self.bus.request(subjects.encoder_claim(chosen), announce, ClaimAccepted,
+                                           service="encoder", timeout=5)
+        except (NoResponders, RequestRejected) as exc:  # gone or full since its heartbeat: the next best one, now
+            self._refused[chosen] = time.monotonic()
+            log.info("encoder %s did not take %s (%s); placing it again", chosen, self.stream_id, exc,
+                     extra={"stream_id": self.stream_id})
+            return True
         except RequestTimedOut as exc:
             await self._waiting(f"no encoder took the stream yet: {exc}")
             return False

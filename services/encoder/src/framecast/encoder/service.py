@@ -2,9 +2,9 @@
 
 Producers place each stream on an encoder from the heartbeats every instance sends about twice
 a second (its host, free slots, hardware sessions left, whether it is draining), and ask that
-one directly; before a producer has heard any heartbeat it asks the ``encoders`` queue group,
-where one member answers. An instance at capacity refuses and the producer places the stream
-again. A producer whose encoder falls silent places the stream on another one.
+one directly (producers of the version before placement ask the ``encoders`` queue group, where
+one member answers). An instance at capacity refuses and the producer places the stream again.
+A producer whose encoder falls silent places the stream on another one.
 """
 
 from __future__ import annotations
@@ -336,6 +336,7 @@ async def lifespan(runtime: Runtime[EncoderSettings]) -> AsyncIterator[EncoderSe
     try:
         store = await StateStore.open(bus, runtime.instance)
         service = EncoderService(runtime, bus, store, ffmpeg, encoder_kind or SOFTWARE_ENCODER)
+        # producers of the version before placement announce to the queue group: still answered
         await bus.subscribe(subjects.ENCODER_CLAIM, StreamAnnounce, service.on_announce, queue=subjects.ENCODER_QUEUE)
         await bus.subscribe(subjects.encoder_claim(runtime.instance), StreamAnnounce, service.on_announce)
         await bus.subscribe(subjects.ENCODER_PING, EncoderPing, service.beat)
