@@ -18,6 +18,7 @@ from framecast.devstack.nats import NatsServer
 from framecast.proto import subjects
 from framecast.proto.errors import RequestRejected
 from framecast.proto.messages import Accepted, StopStream
+from framecast.runtime.lifecycle import cancel_all
 from framecast.runtime.logs import JsonFormatter, _Context
 
 
@@ -92,3 +93,21 @@ async def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(nats_server:
     traces = [body for path, body in received if path == "/v1/traces"]
     assert traces, f"no spans reached the collector: {[path for path, _ in received]}"
     assert any(subjects.STREAM_STOP.encode() in body and b"framecast-capture" in body for body in traces)
+
+
+async def test_cancel_all_cancels_again_a_task_that_lost_its_cancellation() -> None:
+    """nats-py can lose a cancellation that arrives as one of its calls completes; a task that
+    lost it must not keep whoever stops it waiting forever (a producer's close, a service's stop)."""
+    lost = asyncio.Event()
+
+    async def loses_the_first_cancellation() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            lost.set()  # swallowed, as inside nats-py: the task goes on waiting
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(loses_the_first_cancellation())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_all([task]), 10)
+    assert lost.is_set() and task.cancelled()

@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
 
@@ -95,10 +95,23 @@ class Runtime(Generic[S]):
         self.stopping.set()
 
     async def cancel_children(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
+        await cancel_all(self._tasks)
+
+
+CANCEL_AGAIN_S = 1.0
+"""How long a cancelled task gets before it is cancelled again (``cancel_all``)."""
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again any still running a
+    second later: a cancellation can be lost inside nats-py when it arrives just as one of its
+    calls completes (Python 3.11's ``wait_for``), and a task awaiting a KV watch that lost it
+    would wait for an update forever, and whoever waits for it too (seen under a CPU hog)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_S)
 
 
 Lifespan = Callable[[Runtime[S]], AbstractAsyncContextManager[Any]]

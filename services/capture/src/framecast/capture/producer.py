@@ -42,6 +42,7 @@ from framecast.proto.messages import (
 )
 from framecast.proto.states import ACTIVE, TERMINAL, IllegalTransition, StreamState
 from framecast.proto.store import StateStore
+from framecast.runtime.lifecycle import cancel_all
 
 from .metrics import capture_instruments
 from .placement import Fleet, Unplaced, place
@@ -303,9 +304,7 @@ class Producer:
             self._closed = StreamClosed(self.stream_id, StreamState.STOPPING, reason)
         capture_instruments().producers.discard(self)
         self.stop_requested.set()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         try:
             await self._finish(reason, failed)
         except BusError as exc:
