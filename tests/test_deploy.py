@@ -93,7 +93,7 @@ def _mediamtx_config(name: str, ports: list[int]) -> str:
     return text
 
 
-@pytest.mark.parametrize("name", ["mediamtx.yml", "mediamtx-jwt.yml"])
+@pytest.mark.parametrize("name", ["mediamtx.yml", "mediamtx-jwt.yml", "mediamtx-edge.yml"])
 def test_mediamtx_configs_point_at_the_auth_services_routes(name: str) -> None:
     text = (DEPLOY / "mediamtx" / name).read_text()
     url = re.search(r"^auth(?:HTTPAddress|JWTJWKS): (\S+)$", text, re.M)
@@ -104,7 +104,7 @@ def test_mediamtx_configs_point_at_the_auth_services_routes(name: str) -> None:
 
 
 @pytest.mark.mediamtx
-@pytest.mark.parametrize("name", ["mediamtx.yml", "mediamtx-jwt.yml"])
+@pytest.mark.parametrize("name", ["mediamtx.yml", "mediamtx-jwt.yml", "mediamtx-edge.yml"])
 async def test_a_real_mediamtx_accepts_the_shipped_configs(name: str, tmp_path: Path) -> None:
     binary = find_mediamtx()
     if binary is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,8 @@ class RealMediaMTX:
         ("rtsp", "api", "whep", "hls", "udp"), free_ports(5), strict=True)))
     process: asyncio.subprocess.Process | None = None
     recorder: HookRecorder | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Settings overridden from the environment (``MTX_...``), as a deployment does per site."""
 
     @property
     def rtsp(self) -> str:
@@ -111,7 +114,7 @@ class RealMediaMTX:
         assert BINARY is not None
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                BINARY, str(self.conf), stdout=log, stderr=asyncio.subprocess.STDOUT)
+                BINARY, str(self.conf), stdout=log, stderr=asyncio.subprocess.STDOUT, env={**os.environ, **self.env})
 
         async def listening() -> None:
             while True:
@@ -138,9 +141,12 @@ class RealMediaMTX:
 
 @contextlib.asynccontextmanager
 async def real_mediamtx(tmp_path: Path, auth_addr: str, *, hls_variant: str = "fmp4",
-                        auth: str = "http", record: bool = False) -> AsyncIterator[RealMediaMTX]:
+                        auth: str = "http", record: bool = False, origin: str | None = None,
+                        relay_secret: str = "") -> AsyncIterator[RealMediaMTX]:
     """MediaMTX asking the hook at ``auth_addr`` (through a :class:`HookRecorder` when ``record``;
-    it is then ``server.recorder``), or verifying JWTs itself against its JWKS (``auth="jwt"``)."""
+    it is then ``server.recorder``), or verifying JWTs itself against its JWKS (``auth="jwt"``).
+    With ``origin`` (an RTSP base) it is an edge pulling from there, with ``relay_secret`` given
+    as a site does: in MTX_PATHDEFAULTS_SOURCE (``mediamtx.edge_source``)."""
     async with contextlib.AsyncExitStack() as stack:
         hook = f"http://{auth_addr}/mediamtx/auth"
         recorder = None
@@ -153,9 +159,11 @@ async def real_mediamtx(tmp_path: Path, auth_addr: str, *, hls_variant: str = "f
             server.conf.write_text(mediamtx.config(
                 auth_url=hook, rtsp_port=server.ports["rtsp"], api_port=server.ports["api"],
                 whep_port=server.ports["whep"], hls_port=server.ports["hls"], webrtc_udp_port=server.ports["udp"],
-                hls_variant=hls_variant,
+                hls_variant=hls_variant, origin=origin,
                 jwks_url=f"http://{auth_addr}/.well-known/jwks.json" if auth == "jwt" else None))
             server.recorder = recorder
+            if origin is not None and relay_secret:
+                server.env["MTX_PATHDEFAULTS_SOURCE"] = mediamtx.edge_source(origin, relay_secret)
             try:
                 await server.start()
             except AssertionError:

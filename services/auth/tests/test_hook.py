@@ -12,6 +12,7 @@ from framecast.auth.hook import (
     Decision,
     HookRequest,
     HookRequestError,
+    RelayCredential,
     audit_record,
     decide,
     decode_request,
@@ -188,6 +189,50 @@ def test_a_revoked_token_is_denied(
     jti = verifier.verify(token).jti
     decision = decide(parse(mediamtx_request(token=token)), verifier, {jti}.__contains__)
     assert decision == Decision(False, "revoked", "alice", jti)
+
+
+RELAY_SECRET = "r" * 40
+
+
+def relay_request(mediamtx_request: MakeRequest, password: str = RELAY_SECRET, **fields: object) -> HookRequest:
+    """An edge MediaMTX's pull from its origin, as MediaMTX posts it (the password is also the token)."""
+    return parse(mediamtx_request(user="framecast-relay", password=password, token=password, **fields))
+
+
+def test_an_edge_with_the_relay_secret_may_read_a_stream_over_rtsp(
+    verifier: TokenVerifier, mediamtx_request: MakeRequest
+) -> None:
+    decision = decide(relay_request(mediamtx_request), verifier, lambda jti: False, None, RelayCredential(RELAY_SECRET))
+    assert decision == Decision(True, "ok", "relay")
+
+
+@pytest.mark.parametrize(("secret", "fields", "reason"), [
+    ("", {}, "bad_relay_secret"),  # no secret configured: relays are refused
+    (RELAY_SECRET, {"password": "r" * 39}, "bad_relay_secret"),
+    (RELAY_SECRET, {"action": "publish"}, "forbidden"),
+    (RELAY_SECRET, {"action": "api", "path": "", "protocol": "", "id": None}, "forbidden"),
+    (RELAY_SECRET, {"protocol": "webrtc"}, "forbidden"),
+])
+def test_the_relay_secret_grants_an_rtsp_read_and_nothing_else(
+    verifier: TokenVerifier, mediamtx_request: MakeRequest, secret: str, fields: dict[str, object], reason: str
+) -> None:
+    request = relay_request(mediamtx_request, **fields)
+    decision = decide(request, verifier, lambda jti: False, None, RelayCredential(secret))
+    assert decision == Decision(False, reason, "relay")
+    assert RELAY_SECRET not in repr(RelayCredential(RELAY_SECRET))
+
+
+def test_guessing_the_relay_secret_is_limited_like_guessing_tokens(
+    verifier: TokenVerifier, mediamtx_request: MakeRequest, clock: FakeClock
+) -> None:
+    limiter = FailureLimiter(max_failures=3, probe_rate=0.0, probe_burst=1, clock=clock)
+    relay = RelayCredential(RELAY_SECRET)
+    edge = relay_request(mediamtx_request, ip="203.0.113.9")
+    assert decide(edge, verifier, lambda jti: False, limiter, relay).allowed
+    reasons = [decide(relay_request(mediamtx_request, password=f"guess-{n}", ip="203.0.113.9"), verifier,
+                      lambda jti: False, limiter, relay).reason for n in range(5)]
+    assert reasons == ["bad_relay_secret"] * 4 + ["rate_limited"], "blocked after 3, one probe, then refused"
+    assert decide(edge, verifier, lambda jti: False, limiter, relay).allowed, "the edge itself is not locked out"
 
 
 class CountingVerifier(TokenVerifier):

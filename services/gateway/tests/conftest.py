@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from framecast.auth.keys import KeyStore
+from framecast.auth.tokens import TokenIssuer
 from framecast.gateway.service import GatewayService
+from framecast.proto import subjects
 from framecast.proto.bus import Bus
+from framecast.proto.messages import TokenIssued, TokenRequest
 from framecast.proto.store import StateStore
 
 
@@ -24,3 +29,18 @@ async def client(gateway: GatewayService) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def store(bus: Bus) -> StateStore:
     return await StateStore.open(bus, "test")
+
+
+@pytest.fixture
+async def token_issuer(bus: Bus, tmp_path: Path) -> AsyncIterator[tuple[TokenIssuer, list[TokenRequest]]]:
+    """Answers token requests over NATS as the auth service does, with its real ``TokenIssuer``."""
+    issuer = TokenIssuer(KeyStore(tmp_path / "keys"), "framecast-auth", "mediamtx")
+    seen: list[TokenRequest] = []
+
+    async def issue(request: TokenRequest, _msg: object) -> TokenIssued:
+        seen.append(request)
+        return issuer.issue_for(request)
+
+    sub = await bus.subscribe(subjects.AUTH_TOKEN_ISSUE, TokenRequest, issue, queue=subjects.AUTH_QUEUE)
+    yield issuer, seen
+    await sub.unsubscribe()

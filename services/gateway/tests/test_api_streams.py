@@ -21,7 +21,6 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from framecast.auth.keys import KeyStore
 from framecast.auth.tokens import TokenIssuer, TokenVerifier
 from framecast.capture.service import CaptureSettings
 from framecast.capture.service import lifespan as capture_lifespan
@@ -33,7 +32,7 @@ from framecast.gateway.viewers import Authenticator, Viewer
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
 from framecast.proto.errors import RequestRejected, RequestTimedOut
-from framecast.proto.messages import StreamStats, TokenIssued, TokenRequest, UrlSource
+from framecast.proto.messages import StreamStats, TokenRequest, UrlSource
 from framecast.proto.states import StreamState
 from framecast.proto.store import StateStore
 from framecast.runtime.lifecycle import Runtime
@@ -228,21 +227,6 @@ async def test_camera_credentials_never_reach_the_api(
 # ----- playback --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def token_issuer(bus: Bus, tmp_path: Path) -> AsyncIterator[tuple[TokenIssuer, list[TokenRequest]]]:
-    """Answers token requests as the auth service will, with its real issuer (see module doc)."""
-    issuer = TokenIssuer(KeyStore(tmp_path / "keys"), "framecast-auth", "mediamtx")
-    seen: list[TokenRequest] = []
-
-    async def issue(request: TokenRequest, _msg: object) -> TokenIssued:
-        seen.append(request)
-        return issuer.issue_for(request)
-
-    sub = await bus.subscribe(subjects.AUTH_TOKEN_ISSUE, TokenRequest, issue, queue=subjects.AUTH_QUEUE)
-    yield issuer, seen
-    await sub.unsubscribe()
-
-
 async def test_playback_gives_urls_and_a_viewer_token_for_the_stream(
     gateway: GatewayService, client: httpx.AsyncClient, store: StateStore, stream_id: str,
     token_issuer: tuple[TokenIssuer, list[TokenRequest]],
@@ -254,7 +238,7 @@ async def test_playback_gives_urls_and_a_viewer_token_for_the_stream(
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
-    assert set(body) == {"whep_url", "hls_url", "token", "expires_at", "expires_in"}
+    assert set(body) == {"whep_url", "hls_url", "token", "expires_at", "expires_in", "mediamtx_node"}
     assert body["whep_url"] == f"http://127.0.0.1:8889/{stream_id}/whep"
     assert body["hls_url"] == f"http://127.0.0.1:8888/{stream_id}/index.m3u8"
     assert body["expires_at"] > time.time()

@@ -6,6 +6,11 @@ FRAMECAST_MEDIAMTX_NODES (a JSON list) there are several: the encoder places eac
 another when its node stops answering; the stream's record names the node
 (``StreamRecord.mediamtx_node``), the gateway sends that stream's viewers there, and auth ends
 a revoked token's sessions on every node.
+
+A node with ``edge_of`` is an edge: nothing publishes to it; it pulls a stream from its origin
+(the node it names) when its first viewer asks, by MediaMTX's own on-demand proxying
+(``deploy/mediamtx/mediamtx-edge.yml``), and the gateway spreads a popular stream's viewers
+over the origin and its edges (``choose_viewer_node``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class MediaMTXNode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Its WebRTC base as browsers reach it (a stream plays at ``<whep>/<id>/whep``)."""
     hls: str = ""
     """Its HLS base as browsers reach it."""
+    edge_of: str = ""
+    """The origin node this edge pulls its streams from; empty for a node encoders publish to."""
 
 
 _decoder = msgspec.json.Decoder(list[MediaMTXNode])
@@ -40,7 +47,7 @@ def parse_nodes(raw: str) -> tuple[MediaMTXNode, ...]:
     try:
         nodes = tuple(_decoder.decode(raw))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ValueError(f"expected a JSON list of {{\"name\", \"rtsp\", \"api\", \"whep\", \"hls\"}} "
+        raise ValueError(f"expected a JSON list of {{\"name\", \"rtsp\", \"api\", \"whep\", \"hls\", \"edge_of\"}} "
                          f"objects ({exc})") from None
     if not nodes:
         raise ValueError("lists no node")
@@ -50,7 +57,19 @@ def parse_nodes(raw: str) -> tuple[MediaMTXNode, ...]:
             raise ValueError(f"node name {name!r}: use letters, digits, '-' and '_'")
     if len(set(names)) != len(names):
         raise ValueError("two nodes have the same name")
+    origins = {node.name for node in nodes if not node.edge_of}
+    if not origins:
+        raise ValueError("every node is an edge: encoders need a node without \"edge_of\" to publish to")
+    for node in nodes:
+        if node.edge_of and node.edge_of not in origins:
+            raise ValueError(f"node {node.name!r}: \"edge_of\" must name a node without \"edge_of\" "
+                             f"(edges pull from an origin, not from each other), not {node.edge_of!r}")
     return nodes
+
+
+def origins(nodes: Collection[MediaMTXNode]) -> tuple[MediaMTXNode, ...]:
+    """The nodes encoders publish to: every node that is not an edge."""
+    return tuple(node for node in nodes if not node.edge_of)
 
 
 def configured_nodes(raw: str, default: MediaMTXNode) -> tuple[MediaMTXNode, ...]:
@@ -81,3 +100,19 @@ def choose_node(nodes: Collection[MediaMTXNode], stream_id: str, *, loads: Mappi
         candidates = [node for node in answered if known[node.name] == fewest]
     return min(candidates, key=lambda node: hashlib.blake2b(f"{stream_id}/{node.name}".encode(),
                                                             digest_size=8).digest())
+
+
+def choose_viewer_node(origin: MediaMTXNode, nodes: Collection[MediaMTXNode], *, stream_readers: int,
+                       node_readers: Mapping[str, int], edge_after: int) -> MediaMTXNode:
+    """Where the next viewer of a stream on ``origin`` plays it.
+
+    The origin keeps a stream's viewers while it serves fewer than ``edge_after`` of them
+    (``stream_readers``): an edge's pull costs the origin a reader, so a quiet stream is not worth
+    one. After that each viewer goes to the node with the fewest readers in all
+    (``node_readers``) among the origin and those of its edges that answer (an edge missing from
+    ``node_readers`` is down), the origin winning ties.
+    """
+    if stream_readers < edge_after:
+        return origin
+    candidates = [origin] + [node for node in nodes if node.edge_of == origin.name and node.name in node_readers]
+    return min(candidates, key=lambda node: node_readers.get(node.name, 0))

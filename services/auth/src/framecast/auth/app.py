@@ -35,6 +35,7 @@ from .hook import (
     Decision,
     HookRequest,
     HookRequestError,
+    RelayCredential,
     RevocationCheck,
     audit_record,
     decide,
@@ -70,6 +71,7 @@ def create_app(
     ready: Callable[[], bool] = lambda: True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     jwks_max_age_s: int = DEFAULT_JWKS_MAX_AGE_S,
+    relay: RelayCredential | None = None,
 ) -> Litestar:
     """The ASGI app. ``ready()`` adds the caller's readiness (e.g. revocation mirror synced)."""
 
@@ -87,7 +89,7 @@ def create_app(
         # with what was asked and the answer; never the token, password or query.
         with _tracer.start_as_current_span(f"POST {HOOK_PATH}", kind=SpanKind.SERVER) as span:
             try:
-                decision = decide(hook_request, verifier, is_revoked, limiter)
+                decision = decide(hook_request, verifier, is_revoked, limiter, relay)
             except Exception:
                 logger.exception("auth decision failed; denying %r", hook_request)
                 decision = Decision(False, "internal_error")

@@ -24,11 +24,18 @@ Keys added by a newer MediaMTX are ignored.
 
 The decision never carries the token, password or query, and neither does ``repr()`` of
 the request.
+
+One credential is not a token: an edge MediaMTX pulls a stream from its origin as the user
+``framecast-relay`` with the deployment's relay secret as password (``RelayCredential``), which
+grants RTSP reads and nothing else. The edge itself checks its viewers' tokens through this
+same hook, so the relay only carries what a token already allowed.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl
 
@@ -42,7 +49,7 @@ from .tokens import TokenError, TokenErrorReason, TokenVerifier, VerifiedToken
 
 DecisionReason = (
     Literal["ok", "no_credentials", "unknown_action", "rate_limited", "forbidden", "internal_error",
-            "revocations_unknown"]
+            "revocations_unknown", "bad_relay_secret"]
     | TokenErrorReason
 )
 RevocationCheck = Callable[[str], bool | None]
@@ -53,6 +60,31 @@ _UNSIGNED_REASONS: frozenset[str] = frozenset({"too_large", "malformed", "bad_al
 """Refusals before any signature check (malformed claims after one are too rare to matter)."""
 _AUDIT_FIELD_MAX = 512
 _QUERY_FIELDS_MAX = 100
+
+
+RELAY_USER = "framecast-relay"
+"""The user an edge MediaMTX pulls from its origin as (``deploy/mediamtx/mediamtx-edge.yml``)."""
+RELAY_SUBJECT = "relay"
+RELAY_GOOD_FOR_S = 3600.0
+"""How long the failure limiter lets a relay secret that worked through a blocked IP."""
+
+
+@dataclass(frozen=True)
+class RelayCredential:
+    """The relay secret (FRAMECAST_AUTH_RELAY_SECRET); empty refuses every relay."""
+
+    secret: str
+
+    def __repr__(self) -> str:
+        return "RelayCredential(<hidden>)"
+
+    def judge(self, request: HookRequest) -> Decision:
+        """An RTSP read of a stream by an edge that knows the secret; nothing else."""
+        if not self.secret or not hmac.compare_digest(request.password.encode(), self.secret.encode()):
+            return Decision(False, "bad_relay_secret", RELAY_SUBJECT)
+        if request.action != "read" or request.protocol != "rtsp" or not request.path:
+            return Decision(False, "forbidden", RELAY_SUBJECT)
+        return Decision(True, "ok", RELAY_SUBJECT)
 
 
 class HookRequestError(ValueError):
@@ -140,8 +172,10 @@ def decide(
     verifier: TokenVerifier,
     is_revoked: RevocationCheck,
     limiter: FailureLimiter | None = None,
+    relay: RelayCredential | None = None,
 ) -> Decision:
-    """Allow only a valid, unrevoked token whose permissions cover this action and path.
+    """Allow only a valid, unrevoked token whose permissions cover this action and path, or an
+    edge's relay read (``relay``).
 
     Failures other than a missing credential (the normal first RTSP attempt) and an unknown
     action (MediaMTX's doing, not the client's) count against the client's IP. A blocked IP's
@@ -154,6 +188,14 @@ def decide(
         return Decision(False, "no_credentials")
     if limiter is not None and not limiter.admit(request.ip, token):
         return Decision(False, "rate_limited")
+    if request.user == RELAY_USER:
+        decision = (relay or RelayCredential("")).judge(request)
+        if limiter is not None:
+            if decision.allowed:
+                limiter.record_success(token, RELAY_GOOD_FOR_S)
+            else:  # a guess at a secret, like a forged signature: it spends the probe allowance
+                limiter.record_failure(request.ip)
+        return decision
     decision, verified = _judge(request, token, verifier, is_revoked)
     if limiter is not None:
         if verified is not None:

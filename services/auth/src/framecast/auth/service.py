@@ -26,6 +26,7 @@ from framecast.runtime.lifecycle import Runtime
 from framecast.runtime.mediamtx_api import MediaMTXClient
 
 from .app import create_app
+from .hook import RelayCredential
 from .keys import KeyStore, KeyStoreError
 from .kick import Kicker
 from .metrics import auth_instruments
@@ -114,7 +115,7 @@ async def lifespan(runtime: Runtime[AuthSettings]) -> AsyncIterator[AuthService]
         await asyncio.wait_for(revocations.synced.wait(), 10)
         await bus.subscribe(subjects.AUTH_TOKEN_ISSUE, TokenRequest, service.on_issue, queue=subjects.AUTH_QUEUE)
         app = create_app(keystore, service.verifier, revocations.is_revoked, service.audit, FailureLimiter(),
-                         ready=lambda: bus.nc.is_connected)
+                         ready=lambda: bus.nc.is_connected, relay=RelayCredential(settings.auth_relay_secret))
         async with http_server(app, settings.auth_addr, variable="FRAMECAST_AUTH_ADDR") as url:
             log.info("auth hook on %s/mediamtx/auth, keys in %s", url, keystore.directory)
             yield service

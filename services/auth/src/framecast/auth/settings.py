@@ -12,6 +12,8 @@ from framecast.runtime.settings import Address, CommonSettings, SettingsError, U
 
 from .keys import DEFAULT_PUBLISH_AHEAD_S, DEFAULT_ROTATE_EVERY_S
 
+MIN_RELAY_SECRET_LENGTH = 32
+
 
 def default_key_dir() -> str:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -39,8 +41,16 @@ class AuthSettings(CommonSettings, kw_only=True, frozen=True):
     """Several MediaMTX nodes, as JSON (docs/operations.md, "Several MediaMTX nodes"): a revoked
     token's sessions are ended on each; empty: the one node of FRAMECAST_MEDIAMTX_API."""
 
+    auth_relay_secret: str = ""
+    """The password edge MediaMTX nodes pull from their origin with, as the user
+    ``framecast-relay`` (docs/operations.md, "Edges"); at least 32 characters. Empty: no edge
+    may pull, and every relay attempt is refused."""
+
     def __post_init__(self) -> None:
         self.nodes()
+        if self.auth_relay_secret and len(self.auth_relay_secret) < MIN_RELAY_SECRET_LENGTH:
+            raise SettingsError(env_name("auth_relay_secret"),
+                                f"must be at least {MIN_RELAY_SECRET_LENGTH} characters (e.g. `openssl rand -hex 24`)")
         if 0 < self.auth_rotate_every_s <= DEFAULT_PUBLISH_AHEAD_S:
             raise SettingsError(
                 env_name("auth_rotate_every_s"),

@@ -14,10 +14,13 @@ import platform
 import shutil
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
+
+from framecast.auth.hook import RELAY_USER
 
 VERSION = "v1.20.1"
 RELEASES = "https://github.com/bluenviron/mediamtx/releases/download"
@@ -132,10 +135,16 @@ class ProgressBar:
 
 def config(*, auth_url: str, rtsp_port: int = 8554, api_port: int = 9997, whep_port: int = 8889,
            hls_port: int = 8888, webrtc_udp_port: int = 8189, hls_variant: str = "fmp4",
-           jwks_url: str | None = None, issuer: str = "framecast", audience: str = "mediamtx") -> str:
+           jwks_url: str | None = None, issuer: str = "framecast", audience: str = "mediamtx",
+           origin: str | None = None) -> str:
     """A MediaMTX config for local development on loopback. Every access is decided by
     framecast's auth hook at ``auth_url``; with ``jwks_url``, MediaMTX verifies framecast's
-    JWTs itself against that JWKS instead (``authMethod: jwt``, docs/mediamtx.md "JWT")."""
+    JWTs itself against that JWKS instead (``authMethod: jwt``, docs/mediamtx.md "JWT").
+
+    With ``origin`` (an RTSP base, ``rtsp://host:port``) the node is an edge, as
+    deploy/mediamtx/mediamtx-edge.yml makes one: it takes no publisher and pulls each stream from
+    the origin when its first viewer asks. The source written here names no credentials, so the
+    origin refuses it until MTX_PATHDEFAULTS_SOURCE gives the real one (``edge_source``)."""
     if jwks_url is None:
         auth = f"""authMethod: http
 authHTTPAddress: {auth_url}
@@ -167,6 +176,27 @@ webrtcAddress: 127.0.0.1:{whep_port}
 webrtcLocalUDPAddress: 127.0.0.1:{webrtc_udp_port}
 webrtcIPsFromInterfaces: no
 webrtcAdditionalHosts: [127.0.0.1]
+{_paths(origin)}"""
+
+
+EDGE_PATH = "~^([A-Za-z0-9_-]{1,64})$"
+"""An edge's only path: every stream id (framecast.proto.ids), pulled from the origin's same path."""
+
+
+def edge_source(origin_rtsp: str, relay_secret: str) -> str:
+    """An edge's ``source`` with its credentials (MTX_PATHDEFAULTS_SOURCE): the origin's path of
+    the same name, read as the relay user."""
+    netloc = urllib.parse.urlsplit(origin_rtsp).netloc
+    return f"rtsp://{RELAY_USER}:{urllib.parse.quote(relay_secret, safe='')}@{netloc}/$G1"
+
+
+def _paths(origin: str | None) -> str:
+    if origin is None:
+        return "paths:\n  all_others:\n"
+    return f"""pathDefaults:
+  source: {origin.rstrip("/")}/$G1
+  sourceOnDemand: yes
+  rtspTransport: tcp
 paths:
-  all_others:
+  "{EDGE_PATH}":
 """

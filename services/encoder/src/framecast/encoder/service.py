@@ -44,7 +44,7 @@ from framecast.runtime.ffmpeg import find_ffmpeg
 from framecast.runtime.lease import ServiceTokens, TokenLease
 from framecast.runtime.lifecycle import Runtime
 from framecast.runtime.mediamtx_api import MediaMTXClient, MediaMTXError
-from framecast.runtime.mediamtx_nodes import MediaMTXNode, choose_node
+from framecast.runtime.mediamtx_nodes import MediaMTXNode, choose_node, origins
 
 from .metrics import encoder_instruments
 from .probe import probe
@@ -75,7 +75,7 @@ class EncoderService:
         self.ffmpeg = ffmpeg
         self.encoder_kind = encoder_kind
         self.host = frames.host_identity(self.settings.host_id)
-        self.nodes = self.settings.nodes()
+        self.nodes = origins(self.settings.nodes())
         self._api_tokens = ServiceTokens(bus, self.instance)
         self._apis: dict[str, MediaMTXClient] = {}
         self.draining = False
@@ -238,8 +238,12 @@ class EncoderService:
     async def place(self, stream_id: str, lost: set[str]) -> MediaMTXNode:
         """The MediaMTX node ``stream_id`` publishes to: the one with the fewest paths, by the
         control APIs that answer within a second; a stable choice by the stream id when none
-        does. Nodes in ``lost`` are passed over unless all are. Recorded in the stream's record."""
+        does. Nodes in ``lost`` are passed over unless all are. Recorded in the stream's record
+        whenever the deployment lists several nodes (edges included), so the gateway and the
+        stream list can say where it is."""
         if len(self.nodes) == 1:
+            if len(self.settings.nodes()) > 1:
+                await self._record_node(stream_id, self.nodes[0])
             return self.nodes[0]
 
         async def load(node: MediaMTXNode) -> tuple[str, int] | None:
@@ -256,10 +260,13 @@ class EncoderService:
         chosen = (choose_node(self.nodes, stream_id, loads=loads, exclude=lost)
                   or choose_node(self.nodes, stream_id, loads=loads))
         assert chosen is not None
-        log.info("%s: publishing on MediaMTX node %s", stream_id, chosen.name, extra={"stream_id": stream_id})
-        with contextlib.suppress(BusError, IllegalTransition):
-            await self.store.update(stream_id, mediamtx_node=chosen.name, only_in=ACTIVE)
+        await self._record_node(stream_id, chosen)
         return chosen
+
+    async def _record_node(self, stream_id: str, node: MediaMTXNode) -> None:
+        log.info("%s: publishing on MediaMTX node %s", stream_id, node.name, extra={"stream_id": stream_id})
+        with contextlib.suppress(BusError, IllegalTransition):
+            await self.store.update(stream_id, mediamtx_node=node.name, only_in=ACTIVE)
 
     async def close_apis(self) -> None:
         for api in self._apis.values():

@@ -50,6 +50,8 @@ class StateView:
         self.records: dict[str, StreamRecord] = {}
         self.stats: dict[str, StreamStats] = {}
         self.paths: dict[str, PathHealth] = {}
+        self.node_readers: dict[str, int] = {}
+        """Readers per MediaMTX node that answered the last poll (viewers sent there since added)."""
         self.mediamtx: MediaMTXStatus = "unknown"
         self.mediamtx_problem = ""
         self.loaded = False

@@ -7,7 +7,9 @@ MediaMTX serves as H264 to ``live``, and a ``live`` stream whose path is gone or
 for the state bucket and the events stream. An unreachable MediaMTX changes no state; it is
 logged once per outage and shown in /readyz and in every stream's JSON. With several MediaMTX
 nodes each stream is judged by the node its record names; a node that does not answer leaves
-its streams as they are, and the gateway stays ready while one node answers.
+its streams as they are, and the gateway stays ready while one node answers. Edges (nodes that
+pull from an origin) judge no stream: their readers are added to the stream's, less their own
+pull from the origin, and every node's total goes to the view for the gateway to spread viewers.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ class Reconciler:
     records that name none (a deployment with one node)."""
 
     def __init__(self, clients: Mapping[str, MediaMTXClient], store: StateStore, view: StateView, *,
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 1.0, edges: Mapping[str, str] | None = None) -> None:
         self.clients = dict(clients)
-        self.default_node = next(iter(self.clients))
+        self.edges = dict(edges or {})
+        """Edge node name → the origin it pulls from."""
+        self.default_node = next(name for name in self.clients if name not in self.edges)
         self.store = store
         self.view = view
         self.interval_s = interval_s
@@ -63,17 +67,30 @@ class Reconciler:
             self.view.set_mediamtx("unreachable", self._problem(down))
             return
         self.view.set_mediamtx("ok", self._problem(down) if down else "")
+        self.view.node_readers = {name: sum(h.readers for h in node_paths.values())
+                                  for name, node_paths in served.items()}
         paths: dict[str, PathHealth] = {}
-        for node_paths in served.values():
-            paths.update(node_paths)
+        for name, node_paths in served.items():
+            if name not in self.edges:
+                paths.update(node_paths)
         for stream_id, record in list(self.view.records.items()):
             node = record.mediamtx_node or self.default_node
             if node in served:  # a node that did not answer leaves its streams as they are
                 health = served[node].get(stream_id)
                 if health is not None:
-                    paths[stream_id] = health
+                    paths[stream_id] = self._with_edge_readers(stream_id, node, health, served)
                 await self._reconcile(stream_id, record.state, health)
         self.view.paths = paths
+
+    def _with_edge_readers(self, stream_id: str, origin: str, health: PathHealth,
+                           served: Mapping[str, Mapping[str, PathHealth]]) -> PathHealth:
+        """``health`` with the stream's viewers on ``origin``'s edges, whose pulls are not viewers."""
+        readers = health.readers
+        for edge, of in self.edges.items():
+            pulled = served.get(edge, {}).get(stream_id) if of == origin else None
+            if pulled is not None:
+                readers += pulled.readers - (1 if pulled.live else 0)
+        return health._replace(readers=max(readers, 0))
 
     async def _paths(self, node: str, client: MediaMTXClient) -> dict[str, PathHealth] | None:
         """``node``'s paths by name, or None (logged once per outage) when its API does not answer."""

@@ -33,7 +33,7 @@ from framecast.proto.messages import (
 )
 from framecast.proto.store import StateStore
 from framecast.runtime.lease import TokenLease
-from framecast.runtime.mediamtx_nodes import MediaMTXNode
+from framecast.runtime.mediamtx_nodes import MediaMTXNode, choose_viewer_node, origins
 from framecast.runtime.problems import MEDIA_TYPE, Problem
 
 from .events import StateView, event_stream, last_sequence
@@ -72,11 +72,24 @@ class Gateway:
         return self.settings.nodes()
 
     def node_of(self, stream_id: str) -> MediaMTXNode:
-        """The MediaMTX node serving ``stream_id``: the one its record names, else the first."""
+        """The MediaMTX node ``stream_id`` publishes to: the one its record names, else the first."""
         nodes = self.nodes
         record = self.view.records.get(stream_id)
         named = record.mediamtx_node if record is not None else ""
-        return next((node for node in nodes if node.name == named), nodes[0])
+        return next((node for node in nodes if node.name == named), origins(nodes)[0])
+
+    def viewer_node(self, stream_id: str) -> MediaMTXNode:
+        """Where the next viewer of ``stream_id`` plays it: its origin, or once that serves
+        ``gateway_edge_after`` viewers of it, the least loaded of the origin and its edges.
+        The choice counts as a reader there until the next poll, so a burst of joins spreads."""
+        origin = self.node_of(stream_id)
+        health = self.view.paths.get(stream_id)
+        node = choose_viewer_node(origin, self.nodes, stream_readers=health.readers if health else 0,
+                                  node_readers=self.view.node_readers,
+                                  edge_after=self.settings.gateway_edge_after)
+        if node.name in self.view.node_readers:
+            self.view.node_readers[node.name] += 1
+        return node
 
 
 GatewayDep = NamedDependency[Gateway]
@@ -179,7 +192,7 @@ async def playback(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamIdIn
         TokenIssued, service="auth", timeout=gateway.settings.gateway_request_timeout_s,
     ))
     gateway_instruments().playbacks.add(1)
-    node = gateway.node_of(stream_id)
+    node = gateway.viewer_node(stream_id)
     return Response(
         Playback(
             whep_url=f"{node.whep.rstrip('/')}/{stream_id}/whep",
@@ -187,6 +200,7 @@ async def playback(gateway: GatewayDep, viewer: ViewerDep, stream_id: StreamIdIn
             token=lease.token,
             expires_at=lease.issued.expires_at,
             expires_in=round(lease.remaining(), 3),
+            mediamtx_node=node.name,
         ),
         headers={"Cache-Control": "no-store"},
     )

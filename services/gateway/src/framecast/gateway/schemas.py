@@ -97,6 +97,8 @@ class Playback(msgspec.Struct, kw_only=True):
     expires_in: float
     """Seconds the token stays valid from this answer. A browser counts this down: its clock
     may not agree with ``expires_at``."""
+    mediamtx_node: str = ""
+    """The MediaMTX node the URLs point at: the stream's own, or an edge that pulls from it."""
 
 
 class Readiness(Health, kw_only=True, omit_defaults=False):

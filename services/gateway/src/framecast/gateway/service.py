@@ -60,7 +60,8 @@ async def lifespan(runtime: Runtime[GatewaySettings]) -> AsyncIterator[GatewaySe
         view = StateView()
         runtime.spawn(view.follow(store), "state-view")
         await bus.subscribe(subjects.STATS_ALL, StreamStats, view.on_stats)
-        reconciler = Reconciler(mediamtx, store, view, interval_s=settings.mediamtx_poll_s)
+        reconciler = Reconciler(mediamtx, store, view, interval_s=settings.mediamtx_poll_s,
+                                edges={node.name: node.edge_of for node in settings.nodes() if node.edge_of})
         runtime.spawn(reconciler.run(), "reconciler")
         gateway = Gateway(bus=bus, store=store, view=view, settings=settings,
                           authenticator=Authenticator.from_settings(settings, http))

@@ -59,6 +59,9 @@ class GatewaySettings(CommonSettings, kw_only=True, frozen=True):
     mediamtx_nodes: str = ""
     """Several MediaMTX nodes, as JSON: ``[{"name": "a", "rtsp": ..., "api": ..., "whep": ..., "hls": ...}]``
     (docs/operations.md, "Several MediaMTX nodes"); empty: the one node of the settings here."""
+    gateway_edge_after: Annotated[int, Meta(ge=0, description="a whole number, 0 or above")] = 10
+    """Viewers a stream's origin node serves before the gateway spreads the next ones over it and
+    its edges (nodes with ``edge_of``), each to the one with the fewest readers."""
 
     def __post_init__(self) -> None:
         self.nodes()
