@@ -198,3 +198,12 @@ async def test_a_kick_with_a_rejected_token_is_unauthorized(mediamtx: FakeMediaM
         with pytest.raises(MediaMTXUnauthorized) as caught:
             await api.kick("webrtcsessions", str(uuid.uuid4()))
     assert caught.value.status == 401 and not caught.value.challenged
+
+
+async def test_a_path_entry_is_added_once_and_deleted(mediamtx: FakeMediaMTX, client: MediaMTXClient) -> None:
+    values = {"alwaysAvailable": True, "alwaysAvailableTracks": [{"codec": "H264"}]}
+    assert await client.add_path_config("cam1", values) is True
+    assert await client.add_path_config("cam1", {"maxReaders": 3}) is False, "an existing entry is left as it is"
+    assert mediamtx.path_configs == {"cam1": values}
+    assert await client.delete_path_config("cam1") is True
+    assert await client.delete_path_config("cam1") is False, "already gone"

@@ -2,9 +2,10 @@
 
 It is a real HTTP server on a loopback port answering with MediaMTX's exact JSON shapes and
 status codes (shared/MEDIAMTX.md §3; ``internal/api``, ``internal/defs/api_path.go`` at v1.20.1).
-Tests change its paths directly, read back the ``Authorization`` headers it saw and the kicks
-it received. Differences from the real one: no 0-4 s pause after a rejected token, and only the
-routes framecast uses (paths list/get, session lists, kicks). Sessions are derived from the
+Tests change its paths directly, read back the ``Authorization`` headers it saw, the kicks
+it received and the path entries added. Differences from the real one: no 0-4 s pause after a
+rejected token, path entries are kept but not validated or applied to the paths, and only the
+routes framecast uses (paths list/get, session lists, kicks, path entries added and deleted). Sessions are derived from the
 paths: a path's source is a ``publish`` session, each reader a ``read`` one.
 """
 
@@ -20,9 +21,9 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 import uvicorn
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, Response, delete, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.types import ASGIApp
 
 __all__ = ["FakeMediaMTX", "path_item", "serve_asgi", "session_item"]
@@ -167,6 +168,8 @@ class FakeMediaMTX:
         self.paths: dict[str, dict[str, Any]] = {}
         self.authorizations: list[str | None] = []
         self.kicks: list[tuple[str, str]] = []
+        self.path_configs: dict[str, dict[str, Any]] = {}
+        """Path entries added through ``/v3/config/paths/add`` (the values given), by name."""
         self.url = ""
         self._serving: Any = None
 
@@ -236,11 +239,30 @@ class FakeMediaMTX:
                 return _error(404, f"{noun} not found")
             return _ok({"status": "ok"})
 
+        @post("/v3/config/paths/add/{name:path}", sync_to_thread=False, status_code=200)
+        def config_paths_add(name: FromPath[str], data: JSONBody[dict[str, Any]]) -> Response[Any]:
+            name = name.lstrip("/")
+            if not name:
+                return _error(400, "invalid name")
+            if name in self.path_configs:
+                return _error(400, "path already exists")
+            self.path_configs[name] = data
+            return _ok({"status": "ok"})
+
+        @delete("/v3/config/paths/delete/{name:path}", sync_to_thread=False, status_code=200)
+        def config_paths_delete(name: FromPath[str]) -> Response[Any]:
+            name = name.lstrip("/")
+            if not name:
+                return _error(400, "invalid name")
+            if self.path_configs.pop(name, None) is None:
+                return _error(404, "path not found")
+            return _ok({"status": "ok"})
+
         def gin_not_found(_: Request[Any, Any, Any], __: Exception) -> Response[str]:
             return Response("404 page not found", status_code=404, media_type="text/plain")
 
         return Litestar(
-            [paths_list, sessions_list, paths_get, kick],
+            [paths_list, sessions_list, paths_get, kick, config_paths_add, config_paths_delete],
             before_request=self._authenticate,
             exception_handlers={NotFoundException: gin_not_found},
             openapi_config=None, logging_config=None,

@@ -1,7 +1,8 @@
-"""The one client of MediaMTX's control API v3: paths, session lists and kicks, with typed errors.
+"""The one client of MediaMTX's control API v3: paths, session lists, kicks and path settings,
+with typed errors.
 
 Auth kicks the sessions of a revoked token through it; the gateway asks it whether a stream is
-really live. Routes, JSON shapes and status codes are MediaMTX's own (docs/mediamtx.md,
+really live; the encoder gives each stream's path its settings. Routes, JSON shapes and status codes are MediaMTX's own (docs/mediamtx.md,
 "Control API"). Every request carries a fresh ``Authorization: Bearer`` service token (a JWT
 allowing MediaMTX's ``api`` action) when a token source is given; pages are followed here, once.
 The Structs ignore fields they do not name, so a newer MediaMTX that adds some breaks nothing.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -224,6 +225,23 @@ class MediaMTXClient:
         route = f"/v3/{kind}/kick/{quote(session_id, safe='')}"
         return await self._request("POST", route, missing_ok=True) is not None
 
+    async def add_path_config(self, name: str, values: dict[str, Any]) -> bool:
+        """``POST /v3/config/paths/add/<name>``: a path entry with ``values`` (the rest from
+        ``pathDefaults``); False when an entry of that name exists already (left as it is)."""
+        route = f"/v3/config/paths/add/{quote(name, safe='')}"
+        try:
+            await self._request("POST", route, body=values, missing_ok=False)
+        except MediaMTXBadResponse as exc:
+            if exc.status == 400 and exc.message == "path already exists":
+                return False
+            raise
+        return True
+
+    async def delete_path_config(self, name: str) -> bool:
+        """``DELETE /v3/config/paths/delete/<name>``; False when there was no such entry."""
+        route = f"/v3/config/paths/delete/{quote(name, safe='')}"
+        return await self._request("DELETE", route, missing_ok=True) is not None
+
     async def _list(self, route: str, item: type[T], items_per_page: int, *, missing_ok: bool) -> list[T]:
         """Every item of a list route, page after page (empty for a 404 if ``missing_ok``)."""
         items: list[T] = []
@@ -243,7 +261,8 @@ class MediaMTXClient:
         return None if response is None else self._decode(route, response, Page[item])  # type: ignore[valid-type]
 
     async def _request(
-        self, method: str, route: str, params: dict[str, str] | None = None, *, missing_ok: bool
+        self, method: str, route: str, params: dict[str, str] | None = None, *, missing_ok: bool,
+        body: dict[str, Any] | None = None,
     ) -> httpx.Response | None:
         """The 200 answer, ``None`` for a 404 if ``missing_ok``; raises a ``MediaMTXError`` otherwise."""
         url = self.base_url + route
@@ -254,7 +273,7 @@ class MediaMTXClient:
                 token = await token
             headers["Authorization"] = f"Bearer {token}"
         try:
-            response = await self._http.request(method, route, params=params, headers=headers)
+            response = await self._http.request(method, route, params=params, headers=headers, json=body)
         except httpx.TransportError as exc:
             raise MediaMTXUnavailable(url, str(exc) or type(exc).__name__) from None
         if response.status_code == 401:

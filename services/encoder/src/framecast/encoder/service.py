@@ -47,6 +47,7 @@ from framecast.runtime.mediamtx_api import MediaMTXClient, MediaMTXError
 from framecast.runtime.mediamtx_nodes import MediaMTXNode, choose_node, origins
 
 from .metrics import encoder_instruments
+from .paths import PathEntries
 from .probe import probe
 from .profiles import SOFTWARE_ENCODER
 from .settings import EncoderSettings
@@ -78,6 +79,8 @@ class EncoderService:
         self.nodes = origins(self.settings.nodes())
         self._api_tokens = ServiceTokens(bus, self.instance)
         self._apis: dict[str, MediaMTXClient] = {}
+        self.paths = PathEntries(self._api)
+        self._published_on: dict[str, MediaMTXNode] = {}
         self.draining = False
         self.workers: dict[str, StreamWorker] = {}
         self._claiming: set[str] = set()
@@ -141,6 +144,17 @@ class EncoderService:
             self.latest.pop(worker.stream_id, None)
             final = msgspec.structs.replace(worker.stats(), final=True)
             self.runtime.spawn(self._publish_final(final), f"final-stats-{worker.stream_id}")
+            node = self._published_on.pop(worker.stream_id, None)
+            if node is not None:
+                self.runtime.spawn(self._forget_if_ended(node, worker.stream_id), f"forget-{worker.stream_id}")
+
+    async def _forget_if_ended(self, node: MediaMTXNode, stream_id: str) -> None:
+        """The stream's path entry goes once the stream is ending or has ended, not when another
+        encoder has taken it over."""
+        with contextlib.suppress(BusError):
+            record = await self.store.get(stream_id)
+            if record is None or record.state in TERMINAL or record.state is S.STOPPING:
+                await self.paths.forget(node, stream_id)
 
     async def _publish_final(self, stats: StreamStats) -> None:
         with contextlib.suppress(BusError):
@@ -217,6 +231,8 @@ class EncoderService:
             if node is None:
                 node = await self.place(stream_id, lost)
                 lost.clear()
+            self._published_on[stream_id] = node
+            await self.paths.prepare(node, stream_id)
             base = f"{node.rtsp.rstrip('/')}/{stream_id}"
             if self.settings.publish_auth == "none":
                 return base

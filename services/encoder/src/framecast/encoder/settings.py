@@ -17,6 +17,9 @@ class EncoderSettings(CommonSettings, kw_only=True, frozen=True):
     """Hardware encoder sessions available (NVENC on consumer GPUs: 8); 0 = no limit."""
     mediamtx_rtsp: Url = "rtsp://127.0.0.1:8554"
     """MediaMTX RTSP base URL; a stream publishes to <base>/<stream id>."""
+    mediamtx_api: Url = "http://127.0.0.1:9997"
+    """MediaMTX's control API, where each stream's path gets the settings that keep its viewers
+    watching when its publisher changes (docs/operations.md, "Viewers through a publisher change")."""
     mediamtx_nodes: str = ""
     """Several MediaMTX nodes, as JSON: ``[{"name": "a", "rtsp": ..., "api": ..., "whep": ..., "hls": ...}]``
     (docs/operations.md, "Several MediaMTX nodes"); empty: the one node of the settings here."""
@@ -41,4 +44,5 @@ class EncoderSettings(CommonSettings, kw_only=True, frozen=True):
 
     def nodes(self) -> tuple[MediaMTXNode, ...]:
         """Where streams may publish (one node unless FRAMECAST_MEDIAMTX_NODES lists several)."""
-        return configured_nodes(self.mediamtx_nodes, MediaMTXNode(name="default", rtsp=self.mediamtx_rtsp))
+        return configured_nodes(self.mediamtx_nodes, MediaMTXNode(name="default", rtsp=self.mediamtx_rtsp,
+                                                                      api=self.mediamtx_api))
