@@ -113,7 +113,7 @@ async def measure(nats_url: str, row: Row, window_s: float) -> dict[str, Any]:
             api_url = (await stack.enter_async_context(FakeMediaMTX())).url
             rtsp_base, whep_base, hls_base = bridge.rtsp_base, bridge.whep_base, f"http://127.0.0.1:{free_port()}"
         await stack.enter_async_context(running("encoder", EncoderSettings(
-            **quiet, mediamtx_rtsp=rtsp_base, encoder="libx264", gop=row.gop), encoder_lifespan))
+            **quiet, mediamtx_rtsp=rtsp_base, mediamtx_api=api_url, encoder="libx264", gop=row.gop), encoder_lifespan))
         await stack.enter_async_context(running("capture", CaptureSettings(**quiet), capture_lifespan))
         gateway = await stack.enter_async_context(gateway_lifespan(Runtime("gateway", GatewaySettings(
             **quiet, gateway_addr="127.0.0.1:0", gateway_api_key=API_KEY, mediamtx_api=api_url,

@@ -157,7 +157,7 @@ async def live_stream(size: tuple[int, int] = SIZE, label: str = "viewers") -> A
         assert server.process is not None and server.recorder is not None
         quiet = {"nats_url": nats.url, "log_level": "warning"}
         await stack.enter_async_context(running("encoder", EncoderSettings(
-            **quiet, mediamtx_rtsp=server.rtsp, encoder="libx264"), encoder_lifespan))
+            **quiet, mediamtx_rtsp=server.rtsp, mediamtx_api=server.api, encoder="libx264"), encoder_lifespan))
         await stack.enter_async_context(running("capture", CaptureSettings(**quiet), capture_lifespan))
         bus = await Bus.connect(nats.url, client_id=f"bench-{label}")
         stack.push_async_callback(bus.close)

@@ -78,7 +78,7 @@ async def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactor
             async with (
                 running("auth", AuthSettings(nats_url=nats_server.url, auth_addr=auth_addr,
                                              auth_key_dir=str(tmp / "keys"), mediamtx_api=server.api), auth_lifespan),
-                running("encoder", EncoderSettings(nats_url=nats_server.url, mediamtx_rtsp=server.rtsp),
+                running("encoder", EncoderSettings(nats_url=nats_server.url, mediamtx_rtsp=server.rtsp, mediamtx_api=server.api),
                         encoder_lifespan),
                 running("capture", CaptureSettings(nats_url=nats_server.url), capture_lifespan),
                 gateway_lifespan(Runtime("gateway", GatewaySettings(

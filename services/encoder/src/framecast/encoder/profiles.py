@@ -37,6 +37,9 @@ class Profile:
     """A filter chain that converts and uploads frames to the device; empty for system memory."""
     runtime_errors: tuple[str, ...] = ()
     """Substrings of FFmpeg errors meaning "this hardware cannot encode here": fall back."""
+    constant_quality: tuple[str, ...] = ()
+    """A quality target (``-crf``): the encoder spends less than the bitrate where the picture
+    allows, and the bitrate becomes a cap. Empty: constant bitrate."""
 
 
 # Why each setting is there:
@@ -46,6 +49,10 @@ class Profile:
 #   instead), constrained baseline - the profile MediaMTX advertises over WebRTC (42e01f)
 #   whatever the stream really is. ultrafast already drops CABAC, so baseline costs nothing.
 #   -sc_threshold 0: no scene-cut keyframes, so keyframes fall exactly every GOP.
+#   Capped CRF 23 (x264's default quality) rather than constant bitrate: a camera's picture is
+#   often still, and there CBR spends the whole bitrate on detail nobody sees. On the test
+#   pattern at 640x360 with a 1/3 s GOP, 433 instead of 826 kbit/s for 1.9 dB less PSNR (50.3
+#   vs 52.2 dB); a busy picture still gets the bitrate, never more (docs/performance.md).
 # - hardware encoders: main profile (supported by every hardware H.264 encoder, better
 #   quality than baseline at the same bitrate), one frame in flight (-delay 0 /
 #   -async_depth 1), no lookahead. Their I-frames are IDRs by default (NVENC idrPeriod =
@@ -113,6 +120,7 @@ PROFILES: dict[str, Profile] = {
             codec_args=(
                 "-preset", "ultrafast", "-tune", "zerolatency", "-bf", "0", "-sc_threshold", "0",
             ),
+            constant_quality=("-crf", "23"),
         ),
     )
 }
@@ -231,8 +239,9 @@ def _encode_args(
         "-profile:v", profile.h264_profile,
         "-g", str(gop),
         "-keyint_min", str(gop),
-        # constant bitrate with a one-second VBV: room for the keyframe that opens each GOP
-        "-b:v", f"{kbps}k",
+        # constant quality (libx264) or constant bitrate (hardware), never above the bitrate, with
+        # a one-second VBV: room for the keyframe that opens each GOP
+        *(profile.constant_quality or ("-b:v", f"{kbps}k")),
         "-maxrate", f"{kbps}k",
         "-bufsize", f"{kbps}k",
     ]
