@@ -11,6 +11,8 @@ the token's live MediaMTX sessions end: MediaMTX never re-checks an open session
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import math
 import re
@@ -18,11 +20,12 @@ import time
 from collections.abc import Callable
 
 import msgspec
+import nats.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from framecast.proto import subjects
 from framecast.proto.bus import Bus
-from framecast.proto.kv import watch_all
+from framecast.proto.kv import newest_revision, watch_all
 from framecast.proto.store import open_bucket
 from framecast.runtime.mediamtx_api import Session
 
@@ -41,6 +44,13 @@ _JTI = re.compile(r"[A-Za-z0-9_=-]{1,256}")
 
 RESYNC_RETRY_S = 0.5
 """How soon the mirror reads the bucket again after its watch failed."""
+LAG_CHECK_S = 0.25
+"""How often the mirror asks the server for the bucket's newest revision. A watch can stall with
+the connection up (the bucket's leader lost in a cluster: nats-py notices only after its idle
+heartbeats, about ten seconds); a revision the server had two checks ago that the watch has
+still not delivered means the mirror may be missing a revocation: it fails closed and reads the
+bucket again at once. So no revocation goes unseen for longer than about three checks; two, not
+one, so that a watch merely slowed by a busy machine is not read again for nothing."""
 
 CLAIM_PREFIX = "kick."
 """Bucket keys under this prefix are kick claims, not revoked jtis (jtis never contain ``.``)."""
@@ -195,17 +205,35 @@ class Revocations:
             self._resync.clear()
             watching = asyncio.create_task(self._watch())
             resync = asyncio.create_task(self._resync.wait())
+            checking = asyncio.create_task(self._check_current())
             try:
-                await asyncio.wait({watching, resync}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({watching, resync, checking}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (watching, resync):
+                for task in (watching, resync, checking):
                     task.cancel()
-                await asyncio.gather(watching, resync, return_exceptions=True)
+                await asyncio.gather(watching, resync, checking, return_exceptions=True)
             self.certain = False
             if watching.done() and not watching.cancelled() and (error := watching.exception()) is not None:
                 # e.g. JetStream not back yet after a restart: read again shortly, failing closed
                 log.warning("revocation mirror: %s; reading the bucket again", error or type(error).__name__)
                 await asyncio.sleep(RESYNC_RETRY_S)
+
+    async def _check_current(self) -> None:
+        """Return when the watch has fallen behind the server (LAG_CHECK_S): then the bucket is
+        read again. A check the server cannot answer (no leader: no revocation can be written
+        either) leaves the last answer standing."""
+        targets = collections.deque([0, 0], maxlen=2)  # the server's newest revision, two checks ago first
+        while True:
+            await asyncio.sleep(LAG_CHECK_S)
+            if self.synced.is_set() and self.certain and self._applied < targets[0]:
+                log.warning("revocation mirror: the bucket is at revision %d and its watch has not delivered it; "
+                            "failing closed while reading the bucket again", targets[0])
+                return
+            newest = targets[-1]
+            with contextlib.suppress(TimeoutError, nats.errors.Error):
+                async with asyncio.timeout(2 * LAG_CHECK_S):
+                    newest = await newest_revision(self.kv)
+            targets.append(newest)
 
     async def _watch(self) -> None:
         loading: dict[str, tuple[int, Revocation | None]] = {}
