@@ -84,6 +84,9 @@ SETUP_RETRY_S = 30.0
 """How long opening framecast's streams and buckets keeps trying while JetStream does not answer
 (a cluster still electing leaders, a server busy creating replicated streams): a service started
 beside its NATS cluster waits for it instead of failing."""
+PEER_OFFLINE = "peer offline"
+"""JetStream's word for a placement that failed because a server it needs has not been heard
+from lately: transient on a busy cluster (seen: "no suitable peers for placement, peer offline")."""
 
 
 async def _until_jetstream_answers(what: str, setup: Callable[[], Awaitable[T]]) -> T:
@@ -94,8 +97,9 @@ async def _until_jetstream_answers(what: str, setup: Callable[[], Awaitable[T]])
     while True:
         try:
             return await setup()
-        except UNAVAILABLE as exc:
-            if time.monotonic() > deadline:
+        except (*UNAVAILABLE, BadRequestError) as exc:
+            if time.monotonic() > deadline or (isinstance(exc, BadRequestError)
+                                                and PEER_OFFLINE not in (exc.description or "")):
                 raise
             if not warned:
                 log.warning("JetStream does not answer yet (%s); opening %s again shortly",
@@ -165,10 +169,17 @@ async def set_replicas(bus: Bus, replicas: int) -> dict[str, int]:
         except NotFoundError:
             continue
         info.config.num_replicas = replicas
-        try:
-            moved[name] = (await bus.js.update_stream(info.config)).config.num_replicas or 1
-        except BadRequestError as exc:  # e.g. more copies than the cluster has servers
-            raise BusError(f"JetStream refused {replicas} replicas for {name}: {exc.description}") from None
+        deadline = time.monotonic() + SETUP_RETRY_S
+        while True:
+            try:
+                moved[name] = (await bus.js.update_stream(info.config)).config.num_replicas or 1
+                break
+            except BadRequestError as exc:  # e.g. more copies than the cluster has servers
+                # a peer the meta leader has not heard from lately (a busy or restarting node)
+                # comes back within seconds: ask again; anything else is final
+                if PEER_OFFLINE not in (exc.description or "") or time.monotonic() > deadline:
+                    raise BusError(f"JetStream refused {replicas} replicas for {name}: {exc.description}") from None
+                await asyncio.sleep(RECORD_RETRY_PAUSE_S * 2)
     return moved
 
 
