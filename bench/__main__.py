@@ -14,7 +14,7 @@ from pathlib import Path
 from . import report
 from .options import Options
 
-GROUPS = ("transport", "latency", "capacity", "glass", "viewers", "gop", "mjpeg", "soak")
+GROUPS = ("transport", "latency", "startup", "capacity", "glass", "viewers", "gop", "mjpeg", "soak")
 LONG = ("soak",)
 """Groups left out of a run that names none: they take a quarter of an hour on their own."""
 DEFAULT_GROUPS = tuple(g for g in GROUPS if g not in LONG)

@@ -1,11 +1,13 @@
 """Benchmark: what a shorter GOP costs, so the default keyframe interval is chosen by measurement.
 
 A new viewer's first picture waits for the next keyframe (WebRTC) or segment (HLS): the glass
-group measures that wait through the real MediaMTX. The encoder's rate control is constant
-bitrate (``-b:v = -maxrate``), so more keyframes do not cost bits on the wire; they cost picture
-quality at the same bits. This group encodes the same content with framecast's exact encoder
-arguments (profiles.py) at each GOP and measures both: the bitrate achieved and the PSNR of
-what a viewer decodes against the source, side by side with the 1 s GOP.
+group measures that wait through the real MediaMTX. libx264's rate control is the bitrate
+(``-b:v = -maxrate``) with a quality floor (``-qmin``): on busy content more keyframes do not
+cost bits on the wire, they cost picture quality at the same bits; on still content, under the
+floor, they cost bits. This group encodes the same
+content with framecast's exact encoder arguments (profiles.py) at each GOP and measures both:
+the bitrate achieved and the PSNR of what a viewer decodes against the source, side by side with
+the 1 s GOP.
 
 Content: FFmpeg's ``testsrc2`` (moving graphics, like an annotated CV overlay) and
 ``mandelbrot`` (fine detail changing every frame: hard content).

@@ -125,6 +125,22 @@ def test_glass_benchmark_prints_every_row(tmp_path: Path) -> None:
     assert all(r["runs"][0]["samples"] > 0 for r in measured), result["results"]
 
 
+def test_startup_benchmark_times_the_first_picture_or_says_why_not(tmp_path: Path) -> None:
+    from tests.support.real_mediamtx import BINARY
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "startup", "--quick", "--quiet", "--results", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    if BINARY is None:
+        assert "skipped: no mediamtx binary" in done.stdout, done.stdout
+        return
+    assert any(line.startswith("640x360 ") for line in done.stdout.splitlines()), done.stdout
+    (row,) = json.loads((tmp_path / "startup.json").read_text())["rows"]
+    assert row["runs"] and all("picture" in run and "path" in run for run in row["runs"]), row
+
+
 def test_soak_benchmark_prints_its_tables_and_writes_json(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "soak", "--minutes", "0.2", "--cycles", "2", "--quiet",

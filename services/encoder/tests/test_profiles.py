@@ -57,10 +57,10 @@ def test_overrides(fmt: VideoFormat) -> None:
         extra=("-metadata", "a=b"),
     )
     assert option(command, "-g") == "15"
-    assert option(command, "-maxrate") == option(command, "-bufsize") == "300k"
-    assert option(command, "-crf") == "23" and "-b:v" not in command, "libx264: constant quality below the cap"
+    assert option(command, "-b:v") == option(command, "-maxrate") == option(command, "-bufsize") == "300k"
+    assert option(command, "-qmin") == "20", "libx264: a still picture spends less than the bitrate"
     hardware = build_command("ffmpeg", "h264_nvenc", fmt, URL, bitrate_kbps=300)
-    assert option(hardware, "-b:v") == option(hardware, "-maxrate") == "300k" and "-crf" not in hardware
+    assert option(hardware, "-b:v") == option(hardware, "-maxrate") == "300k" and "-qmin" not in hardware
     assert option(command, "-threads") == "2"
     assert command[-7:-5] == ["-metadata", "a=b"]
 

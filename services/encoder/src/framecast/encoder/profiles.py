@@ -37,9 +37,9 @@ class Profile:
     """A filter chain that converts and uploads frames to the device; empty for system memory."""
     runtime_errors: tuple[str, ...] = ()
     """Substrings of FFmpeg errors meaning "this hardware cannot encode here": fall back."""
-    constant_quality: tuple[str, ...] = ()
-    """A quality target (``-crf``): the encoder spends less than the bitrate where the picture
-    allows, and the bitrate becomes a cap. Empty: constant bitrate."""
+    quality_floor: tuple[str, ...] = ()
+    """A best quality the rate control does not go beyond (``-qmin``): a still picture then
+    spends what that quality needs, not the whole bitrate. Empty: constant bitrate."""
 
 
 # Why each setting is there:
@@ -49,10 +49,12 @@ class Profile:
 #   instead), constrained baseline - the profile MediaMTX advertises over WebRTC (42e01f)
 #   whatever the stream really is. ultrafast already drops CABAC, so baseline costs nothing.
 #   -sc_threshold 0: no scene-cut keyframes, so keyframes fall exactly every GOP.
-#   Capped CRF 23 (x264's default quality) rather than constant bitrate: a camera's picture is
-#   often still, and there CBR spends the whole bitrate on detail nobody sees. On the test
-#   pattern at 640x360 with a 1/3 s GOP, 433 instead of 826 kbit/s for 1.9 dB less PSNR (50.3
-#   vs 52.2 dB); a busy picture still gets the bitrate, never more (docs/performance.md).
+#   -qmin 20, a quality floor under the bitrate: a camera's picture is often still, and there
+#   constant bitrate spends everything on detail nobody sees. On framecast's test pattern at
+#   640x360 with a 1/3 s GOP: 385 instead of 826 kbit/s (49.7 vs 52.4 dB PSNR); on a busy
+#   picture (testsrc2) nothing changes (834 kbit/s, 39.34 dB both). Capped CRF 23 was tried
+#   and dropped: as thrifty on the still picture, but 2 dB worse on the busy one at the cap
+#   (docs/performance.md, "The default GOP").
 # - hardware encoders: main profile (supported by every hardware H.264 encoder, better
 #   quality than baseline at the same bitrate), one frame in flight (-delay 0 /
 #   -async_depth 1), no lookahead. Their I-frames are IDRs by default (NVENC idrPeriod =
@@ -120,7 +122,7 @@ PROFILES: dict[str, Profile] = {
             codec_args=(
                 "-preset", "ultrafast", "-tune", "zerolatency", "-bf", "0", "-sc_threshold", "0",
             ),
-            constant_quality=("-crf", "23"),
+            quality_floor=("-qmin", "20"),
         ),
     )
 }
@@ -239,11 +241,12 @@ def _encode_args(
         "-profile:v", profile.h264_profile,
         "-g", str(gop),
         "-keyint_min", str(gop),
-        # constant quality (libx264) or constant bitrate (hardware), never above the bitrate, with
-        # a one-second VBV: room for the keyframe that opens each GOP
-        *(profile.constant_quality or ("-b:v", f"{kbps}k")),
+        # the bitrate, never above it, with a one-second VBV: room for the keyframe that opens
+        # each GOP; below it where the quality floor is reached (libx264)
+        "-b:v", f"{kbps}k",
         "-maxrate", f"{kbps}k",
         "-bufsize", f"{kbps}k",
+        *profile.quality_floor,
     ]
     if not profile.hardware:
         args += ["-threads", str(threads or default_threads(fmt))]

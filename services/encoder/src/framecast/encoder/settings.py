@@ -28,8 +28,8 @@ class EncoderSettings(CommonSettings, kw_only=True, frozen=True):
     gop: int = 0
     """Frames between keyframes; 0 = a third of a second (a new viewer's first picture sooner)."""
     bitrate_kbps: int = 0
-    """The most a stream may use (libx264 encodes at constant quality below it, hardware encoders
-    at it); 0 = chosen from the resolution."""
+    """The bitrate, also the most a stream may use (libx264 spends less on a still picture);
+    0 = chosen from the resolution."""
     stall_timeout_s: float = 5.0
     heartbeat_repeat_s: float = 1.0
     """How often the last frame is repeated while the producer sends nothing."""
