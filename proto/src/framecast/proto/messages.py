@@ -317,6 +317,8 @@ class StreamStats(Message, kw_only=True, tag="framecast.stream.stats.v1"):
     fps_in: float = 0.0
     fps_out: float = 0.0
     bitrate_kbps: float = 0.0
+    """kbit/s the MediaMTX node received for the stream since the previous report (FFmpeg counts
+    no bytes for RTSP); 0 in a stream's first report, or where the node's control API does not answer."""
     speed: float = 0.0
     at: float
     final: bool = False

@@ -46,6 +46,7 @@ from framecast.runtime.lifecycle import Runtime
 from framecast.runtime.mediamtx_api import MediaMTXClient, MediaMTXError
 from framecast.runtime.mediamtx_nodes import MediaMTXNode, choose_node, origins
 
+from .ingest import IngestMeter
 from .metrics import encoder_instruments
 from .paths import PathEntries
 from .probe import probe
@@ -80,6 +81,7 @@ class EncoderService:
         self._api_tokens = ServiceTokens(bus, self.instance)
         self._apis: dict[str, MediaMTXClient] = {}
         self.paths = PathEntries(self._api)
+        self.ingest = IngestMeter(self._api)
         self._published_on: dict[str, MediaMTXNode] = {}
         self.draining = False
         self.workers: dict[str, StreamWorker] = {}
@@ -141,8 +143,9 @@ class EncoderService:
         if self.workers.get(worker.stream_id) is worker:
             del self.workers[worker.stream_id]
             self._counted.pop(worker.stream_id, None)
-            self.latest.pop(worker.stream_id, None)
-            final = msgspec.structs.replace(worker.stats(), final=True)
+            last = self.latest.pop(worker.stream_id, None)
+            final = msgspec.structs.replace(worker.stats(), final=True,
+                                            bitrate_kbps=last.bitrate_kbps if last else 0.0)
             self.runtime.spawn(self._publish_final(final), f"final-stats-{worker.stream_id}")
             node = self._published_on.pop(worker.stream_id, None)
             if node is not None:
@@ -315,8 +318,14 @@ class EncoderService:
         while True:
             await asyncio.sleep(self.settings.stats_s)
             instruments = encoder_instruments()
-            for worker in list(self.workers.values()):
-                self.latest[worker.stream_id] = stats_message = worker.stats()
+            workers = list(self.workers.values())
+            received = await self.ingest.rates({w.stream_id: self._published_on[w.stream_id] for w in workers
+                                                if w.stream_id in self._published_on})
+            for worker in workers:
+                stats_message = worker.stats()
+                if worker.stream_id in received:  # FFmpeg reports no bitrate for RTSP; MediaMTX counts
+                    stats_message = msgspec.structs.replace(stats_message, bitrate_kbps=received[worker.stream_id])
+                self.latest[worker.stream_id] = stats_message
                 with contextlib.suppress(BusError):
                     await self.bus.publish(subjects.stats(worker.stream_id), stats_message)
                 stats = worker.pump.stats if worker.pump else None
