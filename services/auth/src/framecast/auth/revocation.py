@@ -51,6 +51,10 @@ heartbeats, about ten seconds); a revision the server had two checks ago that th
 still not delivered means the mirror may be missing a revocation: it fails closed and reads the
 bucket again at once. So no revocation goes unseen for longer than about three checks; two, not
 one, so that a watch merely slowed by a busy machine is not read again for nothing."""
+REREAD_STALL_S = 2.0
+"""A read of the bucket (after a lost connection or a dead watch) that delivers nothing for this
+long is started again: a watch created while JetStream is coming back can be dead from the
+start, and nats-py would notice only after its idle heartbeats while the hook fails closed."""
 
 CLAIM_PREFIX = "kick."
 """Bucket keys under this prefix are kick claims, not revoked jtis (jtis never contain ``.``)."""
@@ -164,6 +168,8 @@ class Revocations:
         """False from a lost NATS connection until the mirror has re-read the whole bucket: a
         revocation may have been written meanwhile, so the hook fails closed (``None``)."""
         self._applied = 0  # the newest bucket revision the mirror has applied
+        self._delivered_at = 0.0  # when the watch last delivered an entry (monotonic)
+        self._connected = True
         self._resync = asyncio.Event()
 
     def is_revoked(self, jti: str) -> bool | None:
@@ -182,10 +188,12 @@ class Revocations:
         connection is). Fail closed until the bucket has been read again: a stream that is
         already publishing stays on air (MediaMTX never asks again), only new sessions wait."""
         self.certain = False
+        self._connected = False
 
     def connection_back(self) -> None:
         """NATS is back: read the bucket again now, rather than wait for nats-py to notice its
         watch died with the server (seconds, during which a new revocation would go unseen)."""
+        self._connected = True
         self._resync.set()
 
     def prune(self, now: float | None = None) -> int:
@@ -219,12 +227,19 @@ class Revocations:
                 await asyncio.sleep(RESYNC_RETRY_S)
 
     async def _check_current(self) -> None:
-        """Return when the watch has fallen behind the server (LAG_CHECK_S): then the bucket is
-        read again. A check the server cannot answer (no leader: no revocation can be written
-        either) leaves the last answer standing."""
+        """Return when the watch has fallen behind the server (LAG_CHECK_S), or a read of the
+        bucket has stalled (REREAD_STALL_S): then the bucket is read again. A check the server
+        cannot answer (no leader: no revocation can be written either) leaves the last answer
+        standing."""
         targets = collections.deque([0, 0], maxlen=2)  # the server's newest revision, two checks ago first
+        started = time.monotonic()
         while True:
             await asyncio.sleep(LAG_CHECK_S)
+            stalled_for = time.monotonic() - max(started, self._delivered_at)
+            if not self.certain and self._connected and stalled_for > REREAD_STALL_S:
+                log.warning("revocation mirror: reading the bucket has delivered nothing for %.0f s; "
+                            "reading it again", REREAD_STALL_S)
+                return
             if self.synced.is_set() and self.certain and self._applied < targets[0]:
                 log.warning("revocation mirror: the bucket is at revision %d and its watch has not delivered it; "
                             "failing closed while reading the bucket again", targets[0])
@@ -248,6 +263,7 @@ class Revocations:
     def _apply(self, entry: KeyValue.Entry, loading: dict[str, tuple[int, Revocation | None]],
                claims: set[str]) -> None:
         revision = entry.revision or 0
+        self._delivered_at = time.monotonic()
         seen_before = revision <= self._applied  # a re-read after a lost connection: not new
         self._applied = max(self._applied, revision)
         if entry.key.startswith(CLAIM_PREFIX):
